@@ -1,0 +1,156 @@
+"""The bot: broker, manager, router, management service and console, started and stopped in order.
+
+Start: embedded nats-server (unless a URL is given) → manager's and router's connections →
+plugins (``start_all``) → router → management service → ``runtime.json`` → console.
+Stop (SIGTERM, SIGINT, end of console input, or a critical plugin disabled): the reverse,
+bounded at every step, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from rosey.api.chat import handle_plugin_command
+from rosey.api.nats_face import ManagementService
+from rosey.bus.client import EventBus
+from rosey.bus.server import EmbeddedServer
+from rosey.config import BotConfig
+from rosey.connectors.console import ConsoleConnector
+from rosey.manager.manager import PluginManager
+from rosey.router.parse import ParsedCommand
+from rosey.router.router import Caller, Router
+
+log = logging.getLogger("rosey")
+
+RUNTIME_FILE = "runtime.json"
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """``<state-dir>/runtime.json`` (DESIGN 2.1): how tools reach the running bot."""
+
+    pid: int
+    nats_url: str
+    user: str | None
+    password: str | None
+
+    def write(self, state_dir: Path) -> Path:
+        path = state_dir / RUNTIME_FILE
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(
+                {"pid": self.pid, "nats_url": self.nats_url, "user": self.user, "password": self.password}, fh
+            )
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def read(cls, state_dir: Path) -> RuntimeInfo | None:
+        try:
+            data = json.loads((state_dir / RUNTIME_FILE).read_text())
+            return cls(int(data["pid"]), str(data["nats_url"]), data.get("user"), data.get("password"))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+class Bot:
+    """One running bot."""
+
+    def __init__(self, config: BotConfig, *, console: bool) -> None:
+        self.config = config
+        self.console_enabled = console
+        self.exit_code = 0
+
+    async def run(self) -> int:
+        state_dir = self.config.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        async with contextlib.AsyncExitStack() as stack:
+            url = self.config.nats.url
+            if url is None:
+                server = EmbeddedServer(state_dir / "nats")
+                await server.start()
+                stack.push_async_callback(server.stop)
+                url = server.url
+                log.info("embedded nats-server ready at %s (pid %s)", url, server.pid)
+            else:
+                log.warning(
+                    "using the external NATS server at %s: plugin permissions are governed by its "
+                    "configuration, not enforced by Rosey",
+                    url,
+                )
+            manager_bus = EventBus(url, name="rosey-manager", inbox_prefix="_INBOX_manager")
+            await manager_bus.connect()
+            stack.push_async_callback(manager_bus.close)
+            router_bus = EventBus(url, name="rosey-router", inbox_prefix="_INBOX_router")
+            await router_bus.connect()
+            stack.push_async_callback(router_bus.close)
+
+            manager = PluginManager(self.config, nats_url=url, bus=manager_bus)
+            await manager.initialize()
+            stack.push_async_callback(manager.shutdown)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            stack.callback(self._remove_signal_handlers, loop)
+
+            await manager.start_all()
+
+            router = Router(router_bus, manager)
+            admins = list(self.config.admins)
+
+            async def plugin_command(parsed: ParsedCommand, caller: Caller) -> str:
+                return await handle_plugin_command(manager, parsed, caller, admins)
+
+            router.builtins["plugin"] = plugin_command
+            await router.start()
+            stack.push_async_callback(router.stop)
+            service = ManagementService(manager_bus, manager)
+            await service.start()
+            stack.push_async_callback(service.stop)
+
+            info = RuntimeInfo(os.getpid(), url, None, None)
+            runtime_path = info.write(state_dir)
+            stack.callback(runtime_path.unlink, missing_ok=True)
+            log.info("rosey is up: %d plugin(s), management on rosey.manager.*", len(manager.supervisors))
+
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(asyncio.shield(manager.fatal))]
+            if self.console_enabled:
+                console = ConsoleConnector(router_bus, username=_console_user())
+                await console.start()
+                waiters.append(asyncio.ensure_future(console.read_stdin()))
+            done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            if manager.fatal.done():
+                self.exit_code = 1
+                log.error("stopping: %s", manager.fatal.result())
+            else:
+                log.info("stopping")
+        log.info("stopped")
+        return self.exit_code
+
+    @staticmethod
+    def _remove_signal_handlers(loop: asyncio.AbstractEventLoop) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+def _console_user() -> str:
+    # The console is the operator's own terminal: it is "console" for the admin list.
+    return "console"
+
+
+def console_wanted(no_console: bool) -> bool:
+    return not no_console and sys.stdin.isatty()
+

@@ -1,0 +1,268 @@
+"""EventBus: Rosey's one NATS client wrapper, and the boundary where nats-py errors become ours.
+
+Used by the bot (manager, router, connectors) and by every plugin process (through the SDK),
+so it imports only ``nats``, the standard library and ``rosey.protocol``/``rosey.errors``.
+
+What it adds to nats-py:
+- a bounded first connect (nats-py's own default retries for about two minutes);
+- one JSON codec for bodies (``rosey.protocol.wire``);
+- handlers that can never kill a subscription: a bad body (``DecodeError``) or any handler
+  exception is logged and counted, and the next message is delivered as usual;
+- translation of nats-py exceptions into the ``rosey.errors`` tree;
+- the broker's permission refusals surfaced as ``BusPermissionDenied`` to a callback (a denied
+  request otherwise looks like a plain timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as _NatsSubscription
+
+from rosey.errors import (
+    BusError,
+    BusPermissionDenied,
+    BusUnavailable,
+    DecodeError,
+    NoResponders,
+    RequestTimeout,
+)
+from rosey.protocol import wire
+
+log = logging.getLogger("rosey.bus")
+
+_PERMISSION = re.compile(r"permissions violation for (publish|subscription) to \"?([^\"\s]+)\"?", re.I)
+
+
+@dataclass(slots=True)
+class Message:
+    """One message received from the bus."""
+
+    subject: str
+    data: bytes
+    reply: str
+    _bus: EventBus = field(repr=False)
+
+    def json(self) -> Any:
+        """The body parsed as JSON; ``DecodeError`` if it is not."""
+        return wire.decode(self.subject, self.data)
+
+    async def respond(self, body: Any) -> None:
+        """Reply to a request (no-op for a message that expects none)."""
+        if self.reply:
+            await self._bus.publish(self.reply, body)
+
+
+Handler = Callable[[Message], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class BusStats:
+    """Counters a health check or benchmark can read."""
+
+    bad_messages: int = 0
+    handler_errors: int = 0
+    permission_denied: int = 0
+    reconnects: int = 0
+    disconnects: int = 0
+
+
+class Subscription:
+    """A live subscription; ``unsubscribe()`` ends it."""
+
+    def __init__(self, inner: _NatsSubscription, subject: str) -> None:
+        self._inner = inner
+        self.subject = subject
+
+    async def unsubscribe(self) -> None:
+        try:
+            await self._inner.unsubscribe()
+        except nats.errors.Error as exc:  # already closed or draining: nothing to undo
+            log.debug("unsubscribe %s: %s", self.subject, exc)
+
+
+class EventBus:
+    """One named connection to the NATS server."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str,
+        user: str | None = None,
+        password: str | None = None,
+        inbox_prefix: str | None = None,
+        connect_timeout: float = 5.0,
+        reconnect_wait: float = 0.25,
+        on_permission_denied: Callable[[BusPermissionDenied], None] | None = None,
+    ) -> None:
+        self.url = url
+        self.name = name
+        self.stats = BusStats()
+        self._user = user
+        self._password = password
+        self._inbox_prefix = inbox_prefix
+        self._connect_timeout = connect_timeout
+        self._reconnect_wait = reconnect_wait
+        self._on_permission_denied = on_permission_denied
+        self._nc = Client()
+        self._last_error: str = ""
+        self._connected = asyncio.Event()
+
+    # -- connection -------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Connect, or raise ``BusUnavailable`` within ``connect_timeout`` seconds."""
+        options: dict[str, Any] = {
+            "servers": [self.url],
+            "name": self.name,
+            "connect_timeout": max(0.2, min(2.0, self._connect_timeout)),
+            "reconnect_time_wait": self._reconnect_wait,
+            "max_reconnect_attempts": -1,
+            "allow_reconnect": True,
+            "error_cb": self._error_cb,
+            "disconnected_cb": self._disconnected_cb,
+            "reconnected_cb": self._reconnected_cb,
+            "pending_size": 8 * 1024 * 1024,
+        }
+        if self._user is not None:
+            options["user"] = self._user
+            options["password"] = self._password
+        if self._inbox_prefix is not None:
+            options["inbox_prefix"] = self._inbox_prefix
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                await self._nc.connect(**options)
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            cause = self._last_error or str(exc) or type(exc).__name__
+            await self._close_quietly()
+            raise BusUnavailable(self.url, self._connect_timeout, cause) from None
+        self._connected.set()
+
+    @property
+    def is_connected(self) -> bool:
+        return bool(self._nc.is_connected)
+
+    async def drain(self) -> None:
+        """Let subscriptions finish what they received, flush, and close."""
+        if self._nc.is_closed:
+            return
+        try:
+            await self._nc.drain()
+        except (nats.errors.Error, TimeoutError, OSError) as exc:
+            log.debug("%s: drain: %s", self.name, exc)
+            await self._close_quietly()
+
+    async def close(self) -> None:
+        await self._close_quietly()
+
+    async def _close_quietly(self) -> None:
+        if self._nc.is_closed:
+            return
+        try:
+            await self._nc.close()
+        except (nats.errors.Error, TimeoutError, OSError) as exc:
+            log.debug("%s: close: %s", self.name, exc)
+
+    async def __aenter__(self) -> EventBus:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- callbacks from nats-py ---------------------------------------------------------------
+
+    async def _error_cb(self, exc: Exception) -> None:
+        text = str(exc) or type(exc).__name__
+        self._last_error = text
+        match = _PERMISSION.search(text)
+        if match is not None:
+            operation = "publish to" if match.group(1).lower() == "publish" else "subscribe to"
+            denied = BusPermissionDenied(match.group(2), operation)
+            self.stats.permission_denied += 1
+            log.warning("%s: %s", self.name, denied)
+            if self._on_permission_denied is not None:
+                self._on_permission_denied(denied)
+            return
+        if self._connected.is_set():
+            log.warning("%s: NATS error: %s", self.name, text)
+
+    async def _disconnected_cb(self) -> None:
+        if self._connected.is_set() and not self._nc.is_closed:
+            self.stats.disconnects += 1
+            log.warning("%s: disconnected from NATS; reconnecting", self.name)
+
+    async def _reconnected_cb(self) -> None:
+        self.stats.reconnects += 1
+        log.info("%s: reconnected to NATS", self.name)
+
+    # -- messaging ----------------------------------------------------------------------------
+
+    async def publish(self, subject: str, body: Any, *, reply: str = "") -> None:
+        await self.publish_raw(subject, wire.encode(body), reply=reply)
+
+    async def publish_raw(self, subject: str, data: bytes, *, reply: str = "") -> None:
+        try:
+            await self._nc.publish(subject, data, reply=reply)
+        except nats.errors.Error as exc:
+            raise BusError(f"publish to {subject} failed: {exc}") from exc
+
+    async def flush(self, timeout: float = 2.0) -> None:
+        try:
+            await self._nc.flush(timeout=max(1, round(timeout)))
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise BusError(f"flush failed: {exc}") from exc
+
+    async def subscribe(self, subject: str, handler: Handler, *, queue: str = "") -> Subscription:
+        """Deliver each message on ``subject`` to ``handler``, one at a time, in order.
+
+        The handler never kills the subscription: a ``DecodeError`` is logged and counted as a
+        bad message, any other exception as a handler error. Handlers that must not hold up the
+        next message hand the work to a task group of their own.
+        """
+
+        async def deliver(msg: Msg) -> None:
+            message = Message(msg.subject, msg.data, msg.reply or "", self)
+            try:
+                await handler(message)
+            except DecodeError as exc:
+                self.stats.bad_messages += 1
+                log.warning("%s: %s (dropped)", self.name, exc)
+            except Exception:
+                self.stats.handler_errors += 1
+                log.exception("%s: handler for %s failed", self.name, msg.subject)
+
+        try:
+            inner = await self._nc.subscribe(subject, queue=queue, cb=deliver)
+        except nats.errors.Error as exc:
+            raise BusError(f"subscribe to {subject} failed: {exc}") from exc
+        return Subscription(inner, subject)
+
+    async def request(self, subject: str, body: Any, *, timeout: float) -> Message:
+        """Send a request and wait for the first reply."""
+        return await self.request_raw(subject, wire.encode(body), timeout=timeout)
+
+    async def request_raw(self, subject: str, data: bytes, *, timeout: float) -> Message:
+        try:
+            msg = await self._nc.request(subject, data, timeout=timeout)
+        except nats.errors.NoRespondersError:
+            raise NoResponders(subject) from None
+        except (nats.errors.TimeoutError, TimeoutError):
+            raise RequestTimeout(subject, timeout) from None
+        except nats.errors.Error as exc:
+            raise BusError(f"request to {subject} failed: {exc}") from exc
+        return Message(msg.subject, msg.data, msg.reply or "", self)
+
+    def jetstream(self) -> Any:
+        """The nats-py JetStream context, for ``rosey.bus.kv`` only."""
+        return self._nc.jetstream()

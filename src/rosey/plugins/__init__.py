@@ -1,0 +1,1 @@
+"""Static knowledge about plugins, no processes: manifests, discovery, dependencies, grants."""

@@ -1,0 +1,1 @@
+"""Chat command parsing and dispatch, reply routing."""

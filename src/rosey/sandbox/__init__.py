@@ -1,0 +1,1 @@
+"""The only package that spawns processes: plugin processes, their limits, logs and stats."""

@@ -1,0 +1,188 @@
+"""PluginRuntime: runs one Plugin instance on an EventBus.
+
+Shared by the plugin process (``rosey.sdk.runner``) and the in-process test harness
+(``rosey.sdk.testing``), so both behave the same. It owns the plugin's subscriptions and every
+in-flight handler task; stopping stops intake, lets in-flight commands finish, runs ``on_stop``
+and only then drains the connection (nats-py's ``drain()`` does not wait for tasks a callback
+started, so without this in-flight commands would be lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Any
+
+from rosey.bus.client import EventBus, Message, Subscription
+from rosey.errors import BusError, NoResponders, RequestTimeout
+from rosey.protocol import subjects, wire
+from rosey.sdk.plugin import CommandContext, Plugin, PluginCallError, UsageError, User
+
+log = logging.getLogger("rosey.sdk")
+
+
+class PluginRuntime:
+    """Subscriptions, dispatch and graceful stop for one plugin."""
+
+    def __init__(self, plugin: Plugin, bus: EventBus) -> None:
+        self.plugin = plugin
+        self.bus = bus
+        self.commands_handled = 0
+        self.command_errors = 0
+        self._handlers = {
+            name: getattr(plugin, attr) for name, attr in type(plugin).command_handlers().items()
+        }
+        self._subscriptions: list[Subscription] = []
+        self._command_sub: Subscription | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._accepting = False
+        self._started_at = time.monotonic()
+        plugin._runtime = self
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    async def start(self) -> None:
+        """Subscribe, run ``on_start``, and make sure the server has our subscriptions."""
+        name = self.plugin.name
+        self._command_sub = await self.bus.subscribe(
+            subjects.command_execute(name), self._on_command, queue=name
+        )
+        self._subscriptions.append(await self.bus.subscribe(subjects.health_ping(name), self._on_ping))
+        for attr, subject in type(self.plugin).event_handlers().items():
+            self._subscriptions.append(await self.bus.subscribe(subject, self._event_handler(attr)))
+        self._accepting = True
+        await self.plugin.on_start()
+        # Readiness means the broker routes our subjects to us: flush makes it so.
+        await self.bus.flush()
+
+    async def stop(self, timeout: float) -> None:
+        """Stop intake, finish in-flight handlers, run ``on_stop``, drain. Bounded by ``timeout``."""
+        self._accepting = False
+        deadline = time.monotonic() + timeout
+        if self._command_sub is not None:
+            await self._command_sub.unsubscribe()
+        if self._in_flight:
+            done, pending = await asyncio.wait(
+                set(self._in_flight), timeout=max(0.0, deadline - time.monotonic() - 0.2)
+            )
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("%s: %d command(s) still running at stop; cancelled", self.plugin.name, len(pending))
+                await asyncio.wait(pending, timeout=0.1)
+        try:
+            async with asyncio.timeout(max(0.05, deadline - time.monotonic() - 0.1)):
+                await self.plugin.on_stop()
+        except TimeoutError:
+            log.warning("%s: on_stop did not finish in time", self.plugin.name)
+        except Exception:
+            log.exception("%s: on_stop failed", self.plugin.name)
+        for sub in self._subscriptions:
+            await sub.unsubscribe()
+        await self.bus.drain()
+
+    # -- inbound ------------------------------------------------------------------------------
+
+    async def _on_command(self, msg: Message) -> None:
+        if not self._accepting:
+            await msg.respond(_reply(False, None, None, f"{self.plugin.name} is stopping"))
+            return
+        request = wire.parse_command_request(msg.subject, msg.data)
+        task = asyncio.create_task(self._run_command(request, msg))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _run_command(self, request: wire.CommandRequest, msg: Message) -> None:
+        handler = self._handlers.get(request["command"])
+        if handler is None:
+            self.command_errors += 1
+            known = ", ".join(sorted(self._handlers)) or "none"
+            await msg.respond(
+                _reply(False, None, None, f"{self.plugin.name} has no command !{request['command']} (it has: {known})")
+            )
+            return
+        ctx = CommandContext(
+            command=request["command"],
+            args=tuple(request["args"]),
+            text=request["text"],
+            user=User(request["user"]["username"], request["user"]["rank"]),
+            channel=request["channel"],
+            platform=request["platform"],
+            correlation_id=request["correlation_id"],
+        )
+        self.commands_handled += 1
+        try:
+            result = await handler(ctx)
+        except UsageError as exc:
+            body = _reply(True, str(exc), None, None)
+        except asyncio.CancelledError:
+            await msg.respond(_reply(False, None, None, f"{self.plugin.name} stopped before answering"))
+            raise
+        except Exception as exc:
+            self.command_errors += 1
+            self.plugin.log.exception("!%s failed", request["command"])
+            body = _reply(False, None, None, f"!{request['command']} failed: {type(exc).__name__}")
+        else:
+            body = _reply_from(result)
+        await msg.respond(body)
+
+    async def _on_ping(self, msg: Message) -> None:
+        await msg.respond(
+            {
+                "ok": True,
+                "pid": os.getpid(),
+                "in_flight": len(self._in_flight),
+                "commands": self.commands_handled,
+                "errors": self.command_errors,
+                "uptime_s": round(time.monotonic() - self._started_at, 3),
+            }
+        )
+
+    def _event_handler(self, attr: str) -> Any:
+        method = getattr(self.plugin, attr)
+
+        async def deliver(msg: Message) -> None:
+            await method(msg.json())
+
+        return deliver
+
+    # -- outbound -----------------------------------------------------------------------------
+
+    async def publish(self, subject: str, data: Any) -> None:
+        await self.bus.publish(subject, data)
+
+    async def call(self, plugin: str, command: str, args: list[str], *, timeout: float) -> str | None:
+        request: wire.CommandRequest = {
+            "command": command,
+            "args": args,
+            "text": " ".join([f"!{command}", *args]),
+            "user": {"username": f"plugin:{self.plugin.name}", "rank": 0},
+            "channel": "",
+            "platform": "plugin",
+            "correlation_id": f"{self.plugin.name}-{time.monotonic_ns()}",
+        }
+        subject = subjects.command_execute(plugin)
+        try:
+            reply_msg = await self.bus.request(subject, request, timeout=timeout)
+        except (NoResponders, RequestTimeout) as exc:
+            raise PluginCallError(plugin, command, str(exc)) from None
+        except BusError as exc:
+            raise PluginCallError(plugin, command, str(exc)) from None
+        reply = wire.parse_command_reply(subject, reply_msg.data)
+        if not reply["ok"]:
+            raise PluginCallError(plugin, command, reply["error"] or "failed")
+        return reply["text"]
+
+
+def _reply(ok: bool, text: str | None, data: Any, error: str | None) -> wire.CommandReply:
+    return {"ok": ok, "text": text, "data": data, "error": error}
+
+
+def _reply_from(result: Any) -> wire.CommandReply:
+    if result is None or isinstance(result, str):
+        return _reply(True, result, None, None)
+    return _reply(True, None, result, None)

@@ -1,0 +1,55 @@
+"""Fixtures shared by all tests: a real nats-server per test, its log shown when a test fails."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Generator
+from pathlib import Path
+
+import pytest
+
+from rosey.bus.server import EmbeddedServer
+
+#: The reports of the phases run so far ("setup", "call"), stored on the test item.
+PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on the item, so fixtures can see in teardown if a test failed."""
+    report = yield
+    item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
+    return report
+
+
+def has_failed(request: pytest.FixtureRequest) -> bool:
+    """Whether the setup or the call of the requesting test failed."""
+    reports = request.node.stash.get(PHASE_REPORTS, {})
+    return any(report.failed for report in reports.values())
+
+
+@pytest.fixture
+async def nats_server(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[EmbeddedServer]:
+    """A started embedded nats-server (JetStream on, no auth), fresh for each test.
+
+    A start failure raises ``BrokerError``, whose message holds the server's log tail; when the
+    test fails, teardown prints the tail too (pytest shows it as "Captured stdout teardown").
+    """
+    server = EmbeddedServer(tmp_path / "nats")
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+        if has_failed(request):
+            print(f"--- last lines of {server.log_path} ---")
+            print("\n".join(server.log_tail(40)))
+
+
+@pytest.fixture
+def nats_url(nats_server: EmbeddedServer) -> str:
+    """The URL of the test's embedded nats-server (``nats://127.0.0.1:PORT``)."""
+    return nats_server.url

@@ -1,0 +1,34 @@
+"""Small helpers shared by the tests (imported as ``helpers``: ``tests/`` is on sys.path)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+import psutil
+
+__all__ = ["is_alive", "wait_gone"]
+
+_POLL = 0.02  # seconds between checks; the deadline is what bounds the wait
+
+
+def is_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie has finished running and counts as gone."""
+    try:
+        return psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+async def wait_gone(pids: Iterable[int], timeout: float) -> list[int]:  # noqa: ASYNC109
+    """Wait until none of ``pids`` runs, for at most ``timeout`` s; return those still running.
+
+    Polls psutil: a process that is not our child gives us nothing to await.
+    """
+    alive = [pid for pid in pids if is_alive(pid)]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while alive and loop.time() < deadline:
+        await asyncio.sleep(_POLL)
+        alive = [pid for pid in alive if is_alive(pid)]
+    return alive
