@@ -20,7 +20,7 @@ def is_alive(pid: int) -> bool:
         return False
 
 
-async def wait_gone(pids: Iterable[int], timeout: float) -> list[int]:  # noqa: ASYNC109
+async def wait_gone(pids: Iterable[int], timeout: float) -> list[int]:
     """Wait until none of ``pids`` runs, for at most ``timeout`` s; return those still running.
 
     Polls psutil: a process that is not our child gives us nothing to await.

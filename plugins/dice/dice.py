@@ -43,7 +43,9 @@ def roll(spec: Roll, rng: random.Random) -> tuple[list[int], int]:
 
 def describe(spec: Roll, faces: list[int], total: int) -> str:
     shown = ", ".join(map(str, faces[:20])) + (", …" if len(faces) > 20 else "")
-    modifier = f" {'+' if spec.modifier >= 0 else '-'} {abs(spec.modifier)}" if spec.modifier else ""
+    modifier = (
+        f" {'+' if spec.modifier >= 0 else '-'} {abs(spec.modifier)}" if spec.modifier else ""
+    )
     if spec.count == 1 and not modifier:
         return f"🎲 {total}"
     return f"🎲 {total} ({shown}{modifier})"

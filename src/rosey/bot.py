@@ -17,6 +17,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rosey.api.chat import handle_plugin_command
 from rosey.api.nats_face import ManagementService
@@ -48,7 +49,13 @@ class RuntimeInfo:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(
-                {"pid": self.pid, "nats_url": self.nats_url, "user": self.user, "password": self.password}, fh
+                {
+                    "pid": self.pid,
+                    "nats_url": self.nats_url,
+                    "user": self.user,
+                    "password": self.password,
+                },
+                fh,
             )
         os.replace(tmp, path)
         return path
@@ -57,7 +64,9 @@ class RuntimeInfo:
     def read(cls, state_dir: Path) -> RuntimeInfo | None:
         try:
             data = json.loads((state_dir / RUNTIME_FILE).read_text())
-            return cls(int(data["pid"]), str(data["nats_url"]), data.get("user"), data.get("password"))
+            return cls(
+                int(data["pid"]), str(data["nats_url"]), data.get("user"), data.get("password")
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -121,14 +130,19 @@ class Bot:
             info = RuntimeInfo(os.getpid(), url, None, None)
             runtime_path = info.write(state_dir)
             stack.callback(runtime_path.unlink, missing_ok=True)
-            log.info("rosey is up: %d plugin(s), management on rosey.manager.*", len(manager.supervisors))
+            log.info(
+                "rosey is up: %d plugin(s), management on rosey.manager.*", len(manager.supervisors)
+            )
 
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(asyncio.shield(manager.fatal))]
+            waiters: list[asyncio.Future[Any]] = [
+                asyncio.ensure_future(stop.wait()),
+                asyncio.ensure_future(asyncio.shield(manager.fatal)),
+            ]
             if self.console_enabled:
                 console = ConsoleConnector(router_bus, username=_console_user())
                 await console.start()
                 waiters.append(asyncio.ensure_future(console.read_stdin()))
-            done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -153,4 +167,3 @@ def _console_user() -> str:
 
 def console_wanted(no_console: bool) -> bool:
     return not no_console and sys.stdin.isatty()
-

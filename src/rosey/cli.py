@@ -32,7 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-console", action="store_true", help="do not read chat from the terminal")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
-    plugin = sub.add_parser("plugin", help="manage the plugins of a running bot, or validate manifests")
+    plugin = sub.add_parser(
+        "plugin", help="manage the plugins of a running bot, or validate manifests"
+    )
     actions = plugin.add_subparsers(dest="action", required=True)
     for name in MANAGEMENT_ACTIONS:
         p = actions.add_parser(name)
@@ -68,7 +70,9 @@ def _run(args: argparse.Namespace) -> int:
     from rosey.config import load_config
 
     logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
+        level=args.log_level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     overrides: dict[str, Any] = {
         "plugins_dir": [str(p) for p in args.plugins_dir] if args.plugins_dir else None,
@@ -120,8 +124,11 @@ async def _manage(args: argparse.Namespace) -> int:
 
     found = _find_bot(args)
     if found is None:
-        print("rosey: no running bot found (no --nats-url, ROSEY_NATS_URL or runtime.json); "
-              "start one with 'rosey run'", file=sys.stderr)
+        print(
+            "rosey: no running bot found (no --nats-url, ROSEY_NATS_URL or runtime.json); "
+            "start one with 'rosey run'",
+            file=sys.stderr,
+        )
         return EXIT_UNREACHABLE
     url, user, password = found
     bus = EventBus(url, name="rosey-cli", user=user, password=password, connect_timeout=3.0)
@@ -137,7 +144,9 @@ async def _manage(args: argparse.Namespace) -> int:
         if args.action == "logs":
             body["lines"] = args.lines
         try:
-            reply_msg = await bus.request(subjects.manager_action(args.action), body, timeout=args.timeout)
+            reply_msg = await bus.request(
+                subjects.manager_action(args.action), body, timeout=args.timeout
+            )
             reply = reply_msg.json()
         except BusError as exc:
             print(f"rosey: the bot did not answer: {exc}", file=sys.stderr)
@@ -159,7 +168,10 @@ def _print_human(action: str, reply: dict[str, Any]) -> None:
 
     if not reply.get("ok"):
         error = reply.get("error") or {}
-        print(f"rosey: {error.get('message', 'failed')} ({error.get('code', 'internal')})", file=sys.stderr)
+        print(
+            f"rosey: {error.get('message', 'failed')} ({error.get('code', 'internal')})",
+            file=sys.stderr,
+        )
         return
     result = reply["result"]
     if action == "list":

@@ -107,7 +107,13 @@ class BotConfig(_Strict):
         if override is None:
             return manifest
         update: dict[str, Any] = {}
-        for field in ("restart_policy", "critical", "dependencies", "permissions", "stop_timeout_s"):
+        for field in (
+            "restart_policy",
+            "critical",
+            "dependencies",
+            "permissions",
+            "stop_timeout_s",
+        ):
             value = getattr(override, field)
             if value is not None:
                 update[field] = value

@@ -78,12 +78,32 @@ ACTIONS: dict[str, Action] = {
     a.name: a
     for a in (
         Action("list", "list", "every plugin with its state", False, False, _list),
-        Action("status", "status NAME", "everything about one plugin, and why", False, True, _status),
-        Action("start", "start NAME", "start a plugin (its dependencies must run)", True, True, _start),
-        Action("stop", "stop NAME", "stop a plugin and the plugins that depend on it", True, True, _stop),
+        Action(
+            "status", "status NAME", "everything about one plugin, and why", False, True, _status
+        ),
+        Action(
+            "start", "start NAME", "start a plugin (its dependencies must run)", True, True, _start
+        ),
+        Action(
+            "stop",
+            "stop NAME",
+            "stop a plugin and the plugins that depend on it",
+            True,
+            True,
+            _stop,
+        ),
         Action("restart", "restart NAME", "stop, then start a plugin", True, True, _restart),
-        Action("enable", "enable NAME", "allow a disabled plugin to start again", True, True, _enable),
-        Action("disable", "disable NAME", "stop a plugin and keep it from starting", True, True, _disable),
+        Action(
+            "enable", "enable NAME", "allow a disabled plugin to start again", True, True, _enable
+        ),
+        Action(
+            "disable",
+            "disable NAME",
+            "stop a plugin and keep it from starting",
+            True,
+            True,
+            _disable,
+        ),
         Action("logs", "logs NAME [N]", "the last N lines of a plugin's log", False, True, _logs),
     )
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from rosey.api.actions import ACTIONS, get_action
 from rosey.errors import Forbidden, RoseyError
@@ -20,7 +21,9 @@ def is_admin(caller: Caller, admins: list[str]) -> bool:
 def usage() -> str:
     lines = ["Usage: !plugin ACTION [NAME]"]
     for action in ACTIONS.values():
-        lines.append(f"  !plugin {action.usage:<14} {action.help}{' (admins)' if action.mutating else ''}")
+        lines.append(
+            f"  !plugin {action.usage:<14} {action.help}{' (admins)' if action.mutating else ''}"
+        )
     return "\n".join(lines)
 
 
@@ -37,17 +40,23 @@ def format_list(plugins: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def format_status(s: dict[str, object]) -> str:
+def format_status(s: dict[str, Any]) -> str:
     stats = s["stats"] if isinstance(s["stats"], dict) else {}
     lines = [
         f"{s['name']} {s['version']}: {s['state']}{'' if s['enabled'] else ' (disabled)'}",
-        f"uptime {float(str(s['uptime_seconds'])):.0f}s, crashes {s['crash_count']}, restarts {s['restart_count']}, "
+        f"uptime {float(str(s['uptime_seconds'])):.0f}s, crashes {s['crash_count']}, "
+        f"restarts {s['restart_count']}, "
         f"error rate {float(str(s['error_rate'])):.0%}",
     ]
     if s["dependencies"] or s["dependents"]:
-        lines.append(f"depends on: {', '.join(s['dependencies']) or '-'}; needed by: {', '.join(s['dependents']) or '-'}")  # type: ignore[arg-type]
+        lines.append(
+            f"depends on: {', '.join(s['dependencies']) or '-'}; "
+            f"needed by: {', '.join(s['dependents']) or '-'}"
+        )
     if stats.get("running"):
-        lines.append(f"pid {stats['pid']}, cpu {stats['cpu_percent']}%, memory {stats['memory_mb']} MB")
+        lines.append(
+            f"pid {stats['pid']}, cpu {stats['cpu_percent']}%, memory {stats['memory_mb']} MB"
+        )
     if s["last_exit_code"] is not None:
         lines.append(f"last exit code: {s['last_exit_code']}")
     if s["next_restart_in"] is not None:
@@ -74,8 +83,15 @@ async def handle_plugin_command(
                 return "usage: !plugin logs NAME [N] (N is a number of lines)"
             params["lines"] = int(parsed.args[2])
         if action.mutating and not is_admin(caller, admins):
-            log.warning("refused: %s:%s tried !plugin %s", caller.platform, caller.username, " ".join(parsed.args))
-            raise Forbidden(str(params.get("plugin", "")), f"{caller.platform}:{caller.username}", action.name)
+            log.warning(
+                "refused: %s:%s tried !plugin %s",
+                caller.platform,
+                caller.username,
+                " ".join(parsed.args),
+            )
+            raise Forbidden(
+                str(params.get("plugin", "")), f"{caller.platform}:{caller.username}", action.name
+            )
         result = await action.run(manager, params)
     except RoseyError as exc:
         return f"!plugin {parsed.args[0]}: {exc}"

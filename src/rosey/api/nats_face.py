@@ -54,7 +54,10 @@ class ManagementService:
             reply = {"ok": False, "error": {"code": exc.code, "message": str(exc)}}  # type: ignore[typeddict-item]
         except Exception as exc:
             log.exception("management request on %s failed", msg.subject)
-            reply = {"ok": False, "error": {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}}
+            reply = {
+                "ok": False,
+                "error": {"code": "internal", "message": f"{type(exc).__name__}: {exc}"},
+            }
         if msg.reply:
             await msg.respond(reply)
         elif subjects.manager_action("list") != msg.subject:

@@ -40,7 +40,9 @@ from rosey.protocol import wire
 
 log = logging.getLogger("rosey.bus")
 
-_PERMISSION = re.compile(r"permissions violation for (publish|subscription) to \"?([^\"\s]+)\"?", re.I)
+_PERMISSION = re.compile(
+    r"permissions violation for (publish|subscription) to \"?([^\"\s]+)\"?", re.I
+)
 
 
 @dataclass(slots=True)

@@ -276,7 +276,7 @@ class EmbeddedServer:
             raise BrokerError(f"{problem} (config {self.config_path})", self.log_tail())
         log.info("nats-server ready (pid %s) on %s", self._proc.pid, self.url)
 
-    async def stop(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 (a grace period)
+    async def stop(self, timeout: float = 5.0) -> None:
         """Stop the server: SIGTERM, up to ``timeout`` s of grace, then SIGKILL.
 
         Idempotent. Cancelling the caller does not skip it: the grace period is cut short

@@ -17,7 +17,9 @@ PLATFORM = "console"
 class ConsoleConnector:
     """Reads lines from stdin, prints what the bot says on the console platform."""
 
-    def __init__(self, bus: EventBus, *, username: str = "console", out: TextIO | None = None) -> None:
+    def __init__(
+        self, bus: EventBus, *, username: str = "console", out: TextIO | None = None
+    ) -> None:
         self.bus = bus
         self.username = username
         self.out = out or sys.stdout
@@ -25,7 +27,9 @@ class ConsoleConnector:
         self._subscription: Subscription | None = None
 
     async def start(self) -> None:
-        self._subscription = await self.bus.subscribe(subjects.platform_send(PLATFORM), self._on_send)
+        self._subscription = await self.bus.subscribe(
+            subjects.platform_send(PLATFORM), self._on_send
+        )
         await self.bus.flush()
 
     async def stop(self) -> None:
@@ -58,7 +62,9 @@ class ConsoleConnector:
             lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
         )
         try:
-            self.out.write("Rosey console: type !help, !roll 2d6, !plugin list; Ctrl-D or Ctrl-C quits.\n")
+            self.out.write(
+                "Rosey console: type !help, !roll 2d6, !plugin list; Ctrl-D or Ctrl-C quits.\n"
+            )
             self.out.flush()
             while line := await reader.readline():
                 text = line.decode("utf-8", "replace").strip()

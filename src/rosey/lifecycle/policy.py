@@ -8,6 +8,7 @@ the backoff comes from a number in [0, 1) the caller draws, so every answer is r
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from itertools import pairwise
 from typing import Literal, get_args
 
 __all__ = ["Backoff", "CrashWindow", "RestartPolicy", "should_restart"]
@@ -122,7 +123,7 @@ class CrashWindow:
             raise ValueError(f"max_crash_count must be >= 0 (got {self.max_crash_count})")
         if not self.window_s > 0:
             raise ValueError(f"window_s must be > 0 (got {self.window_s!r})")
-        if any(a > b for a, b in zip(self.timestamps, self.timestamps[1:], strict=False)):
+        if any(a > b for a, b in pairwise(self.timestamps)):
             raise ValueError(f"timestamps must be in time order (got {self.timestamps!r})")
 
     def record(self, now: float) -> CrashWindow:

@@ -70,7 +70,9 @@ class ManagerContext:
         if self._on_disabled is not None:
             self._on_disabled(plugin, reason)
 
-    def spawn_task(self, coro: Coroutine[Any, Any, T], *, name: str | None = None) -> asyncio.Task[T]:
+    def spawn_task(
+        self, coro: Coroutine[Any, Any, T], *, name: str | None = None
+    ) -> asyncio.Task[T]:
         """A background task owned here: failures are logged, shutdown cancels and awaits it."""
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)

@@ -30,7 +30,7 @@ from rosey.errors import (
     StartFailed,
 )
 from rosey.lifecycle.states import State
-from rosey.manager.context import Identity, ManagerContext, open_identity
+from rosey.manager.context import ManagerContext, open_identity
 from rosey.manager.supervisor import PluginSupervisor
 from rosey.plugins.discovery import Discovery, discover
 from rosey.plugins.graph import resolve
@@ -94,7 +94,10 @@ class PluginManager:
         self._publisher = self.ctx.spawn_task(self._publish_events(), name="manager-events")
         self._resolve()
         for name, supervisor in self.supervisors.items():
-            if not self.config.override_for(name).enabled and supervisor.state is not State.DISABLED:
+            if (
+                not self.config.override_for(name).enabled
+                and supervisor.state is not State.DISABLED
+            ):
                 supervisor.disable("disabled in config")
 
     def _resolve(self) -> None:
@@ -111,7 +114,9 @@ class PluginManager:
         for name, missing in resolution.missing.items():
             self._blocked[name] = MissingDependency(name, missing)
         for name, blocked in resolution.blocked.items():
-            self._blocked.setdefault(name, DependencyBlocked(name, blocked.dependency, blocked.reason))
+            self._blocked.setdefault(
+                name, DependencyBlocked(name, blocked.dependency, blocked.reason)
+            )
         for name, error in self._blocked.items():
             if name not in resolution.cycles:
                 self.supervisors[name].block(str(error))
@@ -119,10 +124,12 @@ class PluginManager:
     # -- the Python API (DESIGN 2.8) ----------------------------------------------------------
 
     async def start_all(self) -> None:
-        """Start every enabled plugin: each wave concurrently, a dependent after its deps are ready."""
+        """Start every enabled plugin, wave by wave; a dependent only after its deps are ready."""
         for wave in self._waves:
             names = [n for n in wave if self._startable(n)]
-            results = await asyncio.gather(*(self._start_one(n) for n in names), return_exceptions=True)
+            results = await asyncio.gather(
+                *(self._start_one(n) for n in names), return_exceptions=True
+            )
             for name, result in zip(names, results, strict=True):
                 if isinstance(result, BaseException) and not isinstance(result, RoseyError):
                     log.error("%s: start failed unexpectedly", name, exc_info=result)
@@ -157,7 +164,9 @@ class PluginManager:
         supervisor = self._get(name)
         if stop_dependents:
             for dependent in self._reverse_order(self._all_dependents(name)):
-                await self.supervisors[dependent].stop(f"stopping because its dependency {name} stops")
+                await self.supervisors[dependent].stop(
+                    f"stopping because its dependency {name} stops"
+                )
         await supervisor.stop()
         return self.get_plugin_status(name)
 
@@ -181,7 +190,9 @@ class PluginManager:
     async def stop_all(self) -> None:
         """Stop every plugin: dependents before their dependencies, each wave concurrently."""
         for wave in reversed(self._waves):
-            await asyncio.gather(*(self.supervisors[n].stop("bot stopping") for n in wave if n in self.supervisors))
+            await asyncio.gather(
+                *(self.supervisors[n].stop("bot stopping") for n in wave if n in self.supervisors)
+            )
         leftovers = [s for s in self.supervisors.values() if s.is_alive or s.pid]
         await asyncio.gather(*(s.stop("bot stopping") for s in leftovers))
 
@@ -210,10 +221,19 @@ class PluginManager:
         """STATUS of DESIGN 2.6."""
         s = self._get(name)
         pid = s.pid
-        stats: dict[str, Any] = {"running": pid is not None, "pid": pid, "cpu_percent": 0.0, "memory_mb": 0.0}
+        stats: dict[str, Any] = {
+            "running": pid is not None,
+            "pid": pid,
+            "cpu_percent": 0.0,
+            "memory_mb": 0.0,
+        }
         if pid is not None:
             stats.update(self._sample(pid))
-        next_restart = None if s.next_restart_at is None else max(0.0, round(s.next_restart_at - time.monotonic(), 3))
+        next_restart = (
+            None
+            if s.next_restart_at is None
+            else max(0.0, round(s.next_restart_at - time.monotonic(), 3))
+        )
         run_layers = s._run.process.layers if s._run else []
         return {
             "name": s.name,
@@ -296,7 +316,13 @@ class PluginManager:
 
     def _on_transition(self, plugin: str, state: State, previous: State, reason: str) -> None:
         self._events.put_nowait(
-            {"plugin": plugin, "state": str(state), "previous": str(previous), "reason": reason, "timestamp": time.time()}
+            {
+                "plugin": plugin,
+                "state": str(state),
+                "previous": str(previous),
+                "reason": reason,
+                "timestamp": time.time(),
+            }
         )
 
     def _on_disabled(self, plugin: str, reason: str) -> None:

@@ -92,7 +92,11 @@ class PluginSupervisor:
     def _apply(self, event: Event, reason: str) -> None:
         previous = self.state
         self.state = transition(previous, event)
-        level = logging.WARNING if self.state in (State.CRASHED, State.UNHEALTHY, State.DISABLED) else logging.INFO
+        level = (
+            logging.WARNING
+            if self.state in (State.CRASHED, State.UNHEALTHY, State.DISABLED)
+            else logging.INFO
+        )
         pid = self._run.process.pid if self._run else None
         log.log(level, "%s (pid %s): %s → %s: %s", self.name, pid, previous, self.state, reason)
         self.ctx.on_transition(self.name, self.state, previous, reason)
@@ -122,7 +126,11 @@ class PluginSupervisor:
 
     @property
     def uptime(self) -> float:
-        if self._run is None or self._run.ready_at is None or self.state not in (State.RUNNING, State.UNHEALTHY):
+        if (
+            self._run is None
+            or self._run.ready_at is None
+            or self.state not in (State.RUNNING, State.UNHEALTHY)
+        ):
             return 0.0
         return time.monotonic() - self._run.ready_at
 
@@ -138,7 +146,9 @@ class PluginSupervisor:
     async def start(self) -> None:
         """Start and wait until ready; ``StartFailed`` if it did not get there."""
         if self.state is State.DISABLED:
-            raise InvalidState(self.name, self.state, "start", self.last_error or "it is disabled; enable it first")
+            raise InvalidState(
+                self.name, self.state, "start", self.last_error or "it is disabled; enable it first"
+            )
         if self.state in (State.RUNNING, State.UNHEALTHY):
             return
         if self.state is State.STOPPING:
@@ -149,7 +159,9 @@ class PluginSupervisor:
         await self._end_life()  # a crashed plugin waiting for its backoff: start it now
         self._stop_requested = False
         self._first_outcome = asyncio.get_running_loop().create_future()
-        self._life = self.ctx.spawn_task(self._live(Event.START_REQUESTED, "start requested"), name=f"life:{self.name}")
+        self._life = self.ctx.spawn_task(
+            self._live(Event.START_REQUESTED, "start requested"), name=f"life:{self.name}"
+        )
         await asyncio.shield(self._first_outcome)
 
     async def stop(self, reason: str = "stop requested") -> None:
@@ -222,7 +234,9 @@ class PluginSupervisor:
                     if self.crashes.exceeded:
                         self._give_up()
                         return
-                if not should_restart(self.manifest.restart_policy, returncode, stop_requested=False):
+                if not should_restart(
+                    self.manifest.restart_policy, returncode, stop_requested=False
+                ):
                     return
                 delay = self.backoff.delay(self._attempt, random.random())
                 self._attempt += 1
@@ -235,12 +249,18 @@ class PluginSupervisor:
                 if self._stop_requested:
                     return
                 self.restart_count += 1
-                event, reason = Event.RESTART_DUE, f"restart {self.restart_count} after {describe_exit(returncode)}"
+                event, reason = (
+                    Event.RESTART_DUE,
+                    f"restart {self.restart_count} after {describe_exit(returncode)}",
+                )
         finally:
             self.next_restart_at = None
             if self._first_outcome is not None and not self._first_outcome.done():
                 self._first_outcome.set_exception(
-                    StartFailed(self.name, f"plugin {self.name!r} did not start: {self.last_error or self.state}")
+                    StartFailed(
+                        self.name,
+                        f"plugin {self.name!r} did not start: {self.last_error or self.state}",
+                    )
                 )
 
     def _give_up(self) -> None:
@@ -275,7 +295,10 @@ class PluginSupervisor:
             return process.returncode if process.returncode is not None else -9, 0.0
         run.ready_at = time.monotonic()
         self.health_failures = 0
-        self._apply(Event.READY, f"ready in {(run.ready_at - process.started_at) * 1000:.0f} ms (pid {process.pid})")
+        self._apply(
+            Event.READY,
+            f"ready in {(run.ready_at - process.started_at) * 1000:.0f} ms (pid {process.pid})",
+        )
         if self._first_outcome is not None and not self._first_outcome.done():
             self._first_outcome.set_result(None)
         run.health_task = self.ctx.spawn_task(self._health_loop(run), name=f"health:{self.name}")
@@ -296,7 +319,9 @@ class PluginSupervisor:
             async with asyncio.timeout(timeout):
                 while True:
                     receive = asyncio.ensure_future(process.receive())
-                    done, _ = await asyncio.wait({receive, exited}, return_when=asyncio.FIRST_COMPLETED)
+                    done, _ = await asyncio.wait(
+                        {receive, exited}, return_when=asyncio.FIRST_COMPLETED
+                    )
                     if receive not in done:
                         receive.cancel()
                         raise ExitedDuringStart(self.name, exited.result(), self.stderr_tail(8))
@@ -307,7 +332,11 @@ class PluginSupervisor:
                     if message.get("type") == "ready":
                         return
                     if message.get("type") == "failed":
-                        raise StartFailed(self.name, f"plugin {self.name!r} failed to start: {message.get('error')}", self.stderr_tail(8))
+                        raise StartFailed(
+                            self.name,
+                            f"plugin {self.name!r} failed to start: {message.get('error')}",
+                            self.stderr_tail(8),
+                        )
         except TimeoutError:
             raise StartTimeout(self.name, timeout, self.stderr_tail(8)) from None
         finally:

@@ -49,7 +49,9 @@ def manifest_files(paths: Iterable[Path]) -> list[Path]:
         elif (path / MANIFEST_FILE).is_file():
             found.append(path / MANIFEST_FILE)
         elif path.is_dir():
-            found.extend(sorted(p / MANIFEST_FILE for p in path.iterdir() if (p / MANIFEST_FILE).is_file()))
+            found.extend(
+                sorted(p / MANIFEST_FILE for p in path.iterdir() if (p / MANIFEST_FILE).is_file())
+            )
     return found
 
 
@@ -68,7 +70,9 @@ def check_entrypoint(manifest: Manifest, folder: Path, source: str) -> ManifestE
     try:
         tree = ast.parse(module_file.read_bytes(), filename=str(module_file))
     except (SyntaxError, ValueError) as exc:
-        return ManifestError(source, "entrypoint", f"module {module_file.name} does not parse: {exc}")
+        return ManifestError(
+            source, "entrypoint", f"module {module_file.name} does not parse: {exc}"
+        )
     classes = {node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)}
     names = classes | {
         target.id
@@ -121,7 +125,9 @@ def discover(paths: Sequence[Path]) -> Discovery:
             continue
         conflicts = [(c, claimed[c]) for c in manifest.commands if c in claimed]
         if conflicts:
-            text = ", ".join(f"!{c} is already claimed by plugin {owner!r}" for c, owner in conflicts)
+            text = ", ".join(
+                f"!{c} is already claimed by plugin {owner!r}" for c, owner in conflicts
+            )
             result.problems.append(
                 ManifestError(source, "commands", f"{text}; plugin {manifest.name!r} is skipped")
             )

@@ -162,7 +162,10 @@ def manifest_problems(data: Any, source: str) -> list[ManifestError]:
     try:
         Manifest.model_validate(data)
     except ValidationError as exc:
-        return [ManifestError(source, field, problem) for field, problem in describe_validation_error(exc)]
+        return [
+            ManifestError(source, field, problem)
+            for field, problem in describe_validation_error(exc)
+        ]
     return []
 
 

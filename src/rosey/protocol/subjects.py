@@ -31,7 +31,9 @@ def token(value: str, what: str = "token") -> str:
     bad = _FORBIDDEN.search(value)
     if bad is not None:
         raise SubjectError(
-            value, f"{what} may not contain {bad.group()!r} ('.', '*', '>' and whitespace are not allowed)"
+            value,
+            f"{what} may not contain {bad.group()!r} "
+            "('.', '*', '>' and whitespace are not allowed)",
         )
     return value
 

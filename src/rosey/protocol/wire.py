@@ -90,7 +90,9 @@ class SecurityViolation(TypedDict):
 
 
 class ApiError(TypedDict):
-    code: Literal["not_found", "invalid_state", "dependency", "forbidden", "bad_request", "internal"]
+    code: Literal[
+        "not_found", "invalid_state", "dependency", "forbidden", "bad_request", "internal"
+    ]
     message: str
 
 

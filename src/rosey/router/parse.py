@@ -36,11 +36,13 @@ def parse_command(text: str, prefix: str = PREFIX) -> ParsedCommand | None:
     stripped = text.strip()
     if not stripped.startswith(prefix) or stripped == prefix:
         return None
-    body = stripped[len(prefix):]
+    body = stripped[len(prefix) :]
     if body[:1].isspace():
         return None  # "! hello" is chat, not a command
     if len(stripped) > MAX_TEXT:
-        raise CommandSyntaxError(text, f"command too long ({len(stripped)} characters; at most {MAX_TEXT})")
+        raise CommandSyntaxError(
+            text, f"command too long ({len(stripped)} characters; at most {MAX_TEXT})"
+        )
     word, _, rest = body.partition(" ")
     word = word.lower()
     if not _COMMAND.match(word):

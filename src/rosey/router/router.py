@@ -74,7 +74,9 @@ class Router:
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
 
     async def start(self) -> None:
-        self._subscription = await self.bus.subscribe(subjects.EVENTS_MESSAGE, self._on_message, queue="router")
+        self._subscription = await self.bus.subscribe(
+            subjects.EVENTS_MESSAGE, self._on_message, queue="router"
+        )
         await self.bus.flush()
 
     async def stop(self, timeout: float = 5.0) -> None:
@@ -113,7 +115,9 @@ class Router:
         self.handled += 1
         builtin = self.builtins.get(parsed.command)
         if builtin is not None:
-            caller = Caller(message["platform"], message["user"]["username"], message["user"]["rank"])
+            caller = Caller(
+                message["platform"], message["user"]["username"], message["user"]["rank"]
+            )
             await self._reply(message, await builtin(parsed, caller))
             return
         plugin = self.directory.plugin_for(parsed.command)
@@ -126,7 +130,9 @@ class Router:
             return
         await self._dispatch(message, parsed, plugin)
 
-    async def _dispatch(self, message: wire.ChatMessage, parsed: ParsedCommand, plugin: str) -> None:
+    async def _dispatch(
+        self, message: wire.ChatMessage, parsed: ParsedCommand, plugin: str
+    ) -> None:
         correlation_id = uuid.uuid4().hex
         request: wire.CommandRequest = {
             "command": parsed.command,
@@ -168,11 +174,17 @@ class Router:
             "duration_ms": round(duration_ms, 3),
             "error": error,
         }
-        outcome_subject = subjects.command_error(plugin) if error else subjects.command_result(plugin)
+        outcome_subject = (
+            subjects.command_error(plugin) if error else subjects.command_result(plugin)
+        )
         await self.bus.publish(outcome_subject, outcome)
 
     async def _reply(self, message: wire.ChatMessage, text: str) -> None:
-        body: wire.SendMessage = {"channel": message["channel"], "text": text, "in_reply_to": message["id"]}
+        body: wire.SendMessage = {
+            "channel": message["channel"],
+            "text": text,
+            "in_reply_to": message["id"],
+        }
         try:
             await self.bus.publish(subjects.platform_send(message["platform"]), body)
         except (BusError, ValueError) as exc:
@@ -182,5 +194,8 @@ class Router:
         by_plugin: dict[str, list[str]] = {}
         for command, plugin in sorted(self.directory.commands().items()):
             by_plugin.setdefault(plugin, []).append(f"!{command}")
-        lines = ["Commands: " + ", ".join(["!help", "!plugin", *(c for cs in by_plugin.values() for c in cs)])]
+        lines = [
+            "Commands: "
+            + ", ".join(["!help", "!plugin", *(c for cs in by_plugin.values() for c in cs)])
+        ]
         return "\n".join(lines)

@@ -22,7 +22,9 @@ _READ_SIZE = 64 * 1024
 class RotatingLog:
     """An append-only file that rotates at ``max_bytes``."""
 
-    def __init__(self, path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, backups: int = DEFAULT_BACKUPS) -> None:
+    def __init__(
+        self, path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, backups: int = DEFAULT_BACKUPS
+    ) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.backups = backups
@@ -43,7 +45,9 @@ class RotatingLog:
     def _rotate(self) -> None:
         os.close(self._fd)
         for index in range(self.backups, 0, -1):
-            source = self.path.with_name(f"{self.path.name}.{index - 1}") if index > 1 else self.path
+            source = (
+                self.path.with_name(f"{self.path.name}.{index - 1}") if index > 1 else self.path
+            )
             target = self.path.with_name(f"{self.path.name}.{index}")
             if source.exists():
                 os.replace(source, target)
@@ -69,7 +73,7 @@ class StreamTail:
         data = self._partial + data
         *complete, self._partial = data.split(b"\n")
         # Only the last maxlen lines can survive: skip decoding the rest of a flood.
-        for raw in complete[-(self._lines.maxlen or 1):]:
+        for raw in complete[-(self._lines.maxlen or 1) :]:
             self._lines.append(raw.decode("utf-8", "replace").rstrip("\r")[:500])
         if len(self._partial) > 4096:
             self._partial = self._partial[-4096:]
@@ -103,5 +107,5 @@ def read_log_tail(path: Path, lines: int) -> list[str]:
             size = fh.tell()
             fh.seek(max(0, size - 256 * 1024))
             text = fh.read().decode("utf-8", "replace").splitlines()
-        collected = text[-(lines - len(collected)):] + collected
+        collected = text[-(lines - len(collected)) :] + collected
     return collected[-lines:] if lines > 0 else []

@@ -94,7 +94,8 @@ class PluginProcess:
         self._writer = writer
         self._log = logfile
         self._stop_task: asyncio.Task[int] | None = None
-        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
         self._pumps = [
             asyncio.create_task(pump(proc.stdout, logfile, None)),
             asyncio.create_task(pump(proc.stderr, logfile, self.stderr_tail)),
@@ -160,7 +161,9 @@ class PluginProcess:
                 with contextlib.suppress(ProcessLookupError):
                     self._proc.send_signal(signal.SIGTERM)
                 if not await self._exited_within(max(0.0, deadline - time.monotonic())):
-                    log.warning("%s (pid %d): did not stop within %g s; killing", self.name, self.pid, grace)
+                    log.warning(
+                        "%s (pid %d): did not stop within %g s; killing", self.name, self.pid, grace
+                    )
         self.kill_tree()
         code = await self.wait()
         self.close()

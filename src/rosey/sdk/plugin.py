@@ -13,7 +13,15 @@ from rosey.protocol import subjects
 if TYPE_CHECKING:
     from rosey.sdk.runtime import PluginRuntime
 
-__all__ = ["CommandContext", "Plugin", "PluginCallError", "UsageError", "User", "command", "on_event"]
+__all__ = [
+    "CommandContext",
+    "Plugin",
+    "PluginCallError",
+    "UsageError",
+    "User",
+    "command",
+    "on_event",
+]
 
 _COMMAND_ATTR = "__rosey_command__"
 _EVENT_ATTR = "__rosey_event__"
@@ -29,7 +37,7 @@ class User:
 
 @dataclass(frozen=True, slots=True)
 class CommandContext:
-    """One chat command as the plugin sees it: ``!roll 2d6`` → command ``roll``, args ``['2d6']``."""
+    """One chat command as the plugin sees it: ``!roll 2d6`` → ``roll`` with args ``['2d6']``."""
 
     command: str
     args: tuple[str, ...]
@@ -139,7 +147,9 @@ class Plugin:
             name = getattr(getattr(cls, attr, None), _COMMAND_ATTR, None)
             if isinstance(name, str):
                 if name in found:
-                    raise TypeError(f"{cls.__name__}: two handlers for !{name}: {found[name]} and {attr}")
+                    raise TypeError(
+                        f"{cls.__name__}: two handlers for !{name}: {found[name]} and {attr}"
+                    )
                 found[name] = attr
         return found
 

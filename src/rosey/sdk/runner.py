@@ -163,7 +163,9 @@ async def _serve(control: ControlChannel, boot: dict[str, Any]) -> int:
         await runtime.start()
     except Exception as exc:
         log.exception("%s: on_start failed", name)
-        await control.send({"type": "failed", "error": f"on_start failed: {type(exc).__name__}: {exc}"})
+        await control.send(
+            {"type": "failed", "error": f"on_start failed: {type(exc).__name__}: {exc}"}
+        )
         await bus.close()
         return 1
     await control.send({"type": "ready", "pid": os.getpid()})

@@ -51,7 +51,9 @@ class PluginRuntime:
         self._command_sub = await self.bus.subscribe(
             subjects.command_execute(name), self._on_command, queue=name
         )
-        self._subscriptions.append(await self.bus.subscribe(subjects.health_ping(name), self._on_ping))
+        self._subscriptions.append(
+            await self.bus.subscribe(subjects.health_ping(name), self._on_ping)
+        )
         for attr, subject in type(self.plugin).event_handlers().items():
             self._subscriptions.append(await self.bus.subscribe(subject, self._event_handler(attr)))
         self._accepting = True
@@ -60,19 +62,23 @@ class PluginRuntime:
         await self.bus.flush()
 
     async def stop(self, timeout: float) -> None:
-        """Stop intake, finish in-flight handlers, run ``on_stop``, drain. Bounded by ``timeout``."""
+        """Stop intake, finish in-flight handlers, run ``on_stop``, drain; within ``timeout``."""
         self._accepting = False
         deadline = time.monotonic() + timeout
         if self._command_sub is not None:
             await self._command_sub.unsubscribe()
         if self._in_flight:
-            done, pending = await asyncio.wait(
+            _, pending = await asyncio.wait(
                 set(self._in_flight), timeout=max(0.0, deadline - time.monotonic() - 0.2)
             )
             for task in pending:
                 task.cancel()
             if pending:
-                log.warning("%s: %d command(s) still running at stop; cancelled", self.plugin.name, len(pending))
+                log.warning(
+                    "%s: %d command(s) still running at stop; cancelled",
+                    self.plugin.name,
+                    len(pending),
+                )
                 await asyncio.wait(pending, timeout=0.1)
         try:
             async with asyncio.timeout(max(0.05, deadline - time.monotonic() - 0.1)):
@@ -102,7 +108,12 @@ class PluginRuntime:
             self.command_errors += 1
             known = ", ".join(sorted(self._handlers)) or "none"
             await msg.respond(
-                _reply(False, None, None, f"{self.plugin.name} has no command !{request['command']} (it has: {known})")
+                _reply(
+                    False,
+                    None,
+                    None,
+                    f"{self.plugin.name} has no command !{request['command']} (it has: {known})",
+                )
             )
             return
         ctx = CommandContext(
@@ -120,7 +131,9 @@ class PluginRuntime:
         except UsageError as exc:
             body = _reply(True, str(exc), None, None)
         except asyncio.CancelledError:
-            await msg.respond(_reply(False, None, None, f"{self.plugin.name} stopped before answering"))
+            await msg.respond(
+                _reply(False, None, None, f"{self.plugin.name} stopped before answering")
+            )
             raise
         except Exception as exc:
             self.command_errors += 1
@@ -155,7 +168,9 @@ class PluginRuntime:
     async def publish(self, subject: str, data: Any) -> None:
         await self.bus.publish(subject, data)
 
-    async def call(self, plugin: str, command: str, args: list[str], *, timeout: float) -> str | None:
+    async def call(
+        self, plugin: str, command: str, args: list[str], *, timeout: float
+    ) -> str | None:
         request: wire.CommandRequest = {
             "command": command,
             "args": args,
