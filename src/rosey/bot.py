@@ -26,6 +26,7 @@ from rosey.bus.server import EmbeddedServer
 from rosey.config import BotConfig
 from rosey.connectors.console import ConsoleConnector
 from rosey.manager.manager import PluginManager
+from rosey.protocol import subjects
 from rosey.router.parse import ParsedCommand
 from rosey.router.router import Caller, Router
 
@@ -96,10 +97,14 @@ class Bot:
                     "configuration, not enforced by Rosey",
                     url,
                 )
-            manager_bus = EventBus(url, name="rosey-manager", inbox_prefix="_INBOX_manager")
+            manager_bus = EventBus(
+                url, name="rosey-manager", inbox_prefix=subjects.MANAGER_INBOX_PREFIX
+            )
             await manager_bus.connect()
             stack.push_async_callback(manager_bus.close)
-            router_bus = EventBus(url, name="rosey-router", inbox_prefix="_INBOX_router")
+            router_bus = EventBus(
+                url, name="rosey-router", inbox_prefix=subjects.ROUTER_INBOX_PREFIX
+            )
             await router_bus.connect()
             stack.push_async_callback(router_bus.close)
 

@@ -164,7 +164,7 @@ class PluginHarness:
             await server.start()
             self._stack.push_async_callback(server.stop)
             url = server.url
-        self.bus = EventBus(url, name="rosey-harness", inbox_prefix="_INBOX_router")
+        self.bus = EventBus(url, name="rosey-harness", inbox_prefix=subjects.ROUTER_INBOX_PREFIX)
         await self.bus.connect()
         self._stack.push_async_callback(self.bus.close)
         await self.bus.subscribe(subjects.platform_send(self.platform), self._on_chat)
