@@ -162,6 +162,7 @@ class EmbeddedServer:
         store_dir: Path,
         *,
         host: str = "127.0.0.1",
+        port: int | None = None,
         binary: Path | None = None,
         ready_timeout: float = 10.0,
         jetstream: bool = True,
@@ -171,6 +172,8 @@ class EmbeddedServer:
     ) -> None:
         self.store_dir = Path(store_dir)
         self.host = host
+        #: None: the server picks a free port (a restart then keeps the one it picked).
+        self.requested_port = port
         self.binary = binary
         self.ready_timeout = ready_timeout
         self.jetstream = jetstream
@@ -358,7 +361,7 @@ class EmbeddedServer:
             "# Written by Rosey for its embedded nats-server; rewritten on every start and reload.",
             "# It may hold credentials: keep it private (mode 0600).",
             'server_name: "rosey"',
-            f"listen: {json.dumps(f'{host}:-1')}",
+            f"listen: {json.dumps(f'{host}:{self.requested_port or -1}')}",
         ]
         if self.jetstream:
             lines += [
