@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import psutil
 
-__all__ = ["is_alive", "wait_gone"]
+__all__ = ["eventually", "is_alive", "wait_gone"]
 
 _POLL = 0.02  # seconds between checks; the deadline is what bounds the wait
 
@@ -32,3 +32,16 @@ async def wait_gone(pids: Iterable[int], timeout: float) -> list[int]:
         await asyncio.sleep(_POLL)
         alive = [pid for pid in alive if is_alive(pid)]
     return alive
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    """Wait until ``check()`` holds, for at most ``timeout`` s; ``AssertionError`` names ``what``.
+
+    For state in another process that announces no event (e.g. a plugin's in-flight count).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        await asyncio.sleep(_POLL)

@@ -74,10 +74,10 @@ async def test_request_reply_and_its_failures(nats_url: str) -> None:
         await server.flush()
         reply = await client.request("t.echo", {"x": 1}, timeout=2)
         assert reply.json() == {"echo": {"x": 1}}
-        with pytest.raises(NoResponders, match="t.nobody"):
+        with pytest.raises(NoResponders, match=r"t\.nobody"):
             await client.request("t.nobody", {}, timeout=2)
         started = time.monotonic()
-        with pytest.raises(RequestTimeout, match=r"t.silent within 0.3 s"):
+        with pytest.raises(RequestTimeout, match=r"t\.silent within 0\.3 s"):
             await client.request("t.silent", {}, timeout=0.3)
         assert time.monotonic() - started < 2
 
@@ -147,8 +147,7 @@ async def test_reconnects_after_a_server_restart(tmp_path: Path) -> None:
         second = EmbeddedServer(tmp_path / "two", port=port)
         await second.start()
         async with asyncio.timeout(10):
-            while not (bus.is_connected and bus.stats.reconnects >= 1):
-                await asyncio.sleep(0.05)
+            await bus.reconnected.wait()
         async with EventBus(second.url, name="pub") as pub:
             await bus.flush()
             await pub.publish("t.after", {"ok": True})

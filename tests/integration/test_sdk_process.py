@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from helpers import wait_gone
 
+from helpers import eventually, wait_gone
 from rosey.bus.client import EventBus
 from rosey.config import BotConfig
 from rosey.manager.manager import PluginManager
@@ -72,10 +72,12 @@ async def test_in_flight_commands_finish_before_exit(manager: PluginManager, how
     status = manager.get_plugin_status("sdk_probe")
     pid = status["stats"]["pid"]
     pending = [asyncio.ensure_future(ask(manager.bus, "slow", "0.8", str(i))) for i in range(30)]
+
     # Every request must be inside the plugin before we stop it.
-    async with asyncio.timeout(5):
-        while (await manager.health_check_plugin("sdk_probe")).get("in_flight") != 30:
-            await asyncio.sleep(0.02)
+    async def all_inside() -> bool:
+        return (await manager.health_check_plugin("sdk_probe")).get("in_flight") == 30
+
+    await eventually(all_inside, 5, "30 commands in flight in the plugin")
     if how == "SIGTERM":
         os.kill(pid, signal.SIGTERM)
         supervisor = manager.supervisors["sdk_probe"]

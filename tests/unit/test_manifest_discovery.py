@@ -148,7 +148,8 @@ def test_config_overrides_manifest_and_env(tmp_path: Path) -> None:
     path = tmp_path / "plugins.yaml"
     path.write_text(
         "plugins_dir: [a, b]\nadmins: [console, 'irc:op']\n"
-        "plugins:\n  dice: {restart_policy: always, limits: {memory_mb: 64}, config: {max_dice: 3}}\n"
+        "plugins:\n  dice: {restart_policy: always, limits: {memory_mb: 64},"
+        " config: {max_dice: 3}}\n"
     )
     config = load_config(
         path, environ={"ROSEY_NATS_URL": "nats://127.0.0.1:4222", "ROSEY_STATE_DIR": "/tmp/x"}

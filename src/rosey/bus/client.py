@@ -119,6 +119,8 @@ class EventBus:
         self._nc = Client()
         self._last_error: str = ""
         self._connected = asyncio.Event()
+        #: Set at every reconnect (tests and health checks can await it; clear to re-arm).
+        self.reconnected = asyncio.Event()
 
     # -- connection -------------------------------------------------------------------------
 
@@ -206,6 +208,7 @@ class EventBus:
 
     async def _reconnected_cb(self) -> None:
         self.stats.reconnects += 1
+        self.reconnected.set()
         log.info("%s: reconnected to NATS", self.name)
 
     # -- messaging ----------------------------------------------------------------------------
