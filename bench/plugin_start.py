@@ -1,0 +1,143 @@
+"""Spawn→ready of one plugin, next to the floor measured in the same run.
+
+    .venv/bin/python bench/plugin_start.py [--runs 30]
+
+The floor is a bare child process that imports nats, connects to the same server, publishes one
+message and says so over a pipe: what any NATS-connected Python process costs. The plugin is a
+trivial one, spawned exactly as the manager spawns plugins (sandbox spawner, control socket,
+bootstrap, SDK runner, subscriptions, readiness). Also prints the RSS/USS of an idle plugin.
+Targets (issue "Plugin runtime"): ratio ≤ 1.3, idle RSS ≤ 30 MiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from rosey.bus.server import EmbeddedServer
+from rosey.protocol import subjects
+from rosey.sandbox.process import PlainSpawner, PluginProcess, SpawnSpec
+
+TRIVIAL_MANIFEST = "name: trivial\nversion: 1.0.0\nentrypoint: trivial:Trivial\ncommands: [ping]\n"
+TRIVIAL_MODULE = (
+    "from rosey.sdk import Plugin, command\n\n"
+    "class Trivial(Plugin):\n"
+    "    @command('ping')\n"
+    "    async def ping(self, ctx):\n"
+    "        return 'pong'\n"
+)
+FLOOR_SCRIPT = """
+import asyncio, os, sys
+import nats
+async def main():
+    nc = await nats.connect(sys.argv[1])
+    await nc.publish("bench.floor", b"up")
+    await nc.flush()
+    os.write(int(sys.argv[2]), b"r")
+    await asyncio.sleep(3600)
+asyncio.run(main())
+"""
+
+
+def write_trivial_plugin(root: Path) -> Path:
+    folder = root / "plugins" / "trivial"
+    folder.mkdir(parents=True)
+    (folder / "plugin.yaml").write_text(TRIVIAL_MANIFEST)
+    (folder / "trivial.py").write_text(TRIVIAL_MODULE)
+    return folder
+
+
+async def floor_once(url: str) -> float:
+    read_fd, write_fd = os.pipe()
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-I", "-c", FLOOR_SCRIPT, url, str(write_fd), pass_fds=(write_fd,)
+    )
+    os.close(write_fd)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, os.read, read_fd, 1)
+    elapsed = time.perf_counter() - started
+    os.close(read_fd)
+    proc.kill()
+    await proc.wait()
+    return elapsed
+
+
+async def spawn_ready(spawner: PlainSpawner, spec: SpawnSpec) -> tuple[float, PluginProcess]:
+    started = time.perf_counter()
+    process = await spawner.spawn(spec)
+    while True:
+        message = await process.receive()
+        if message is None:
+            raise RuntimeError("plugin exited before ready:\n" + "\n".join(process.stderr_tail.lines()))
+        if message.get("type") == "ready":
+            return time.perf_counter() - started, process
+
+
+def summary(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+    return statistics.median(ordered), p90
+
+
+async def main(runs: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="rosey-bench-") as tmp:
+        root = Path(tmp)
+        folder = write_trivial_plugin(root)
+        async with EmbeddedServer(root / "nats") as server:
+            spawner = PlainSpawner()
+            spec = SpawnSpec(
+                name="trivial",
+                plugin_dir=folder,
+                data_dir=root / "data" / "trivial",
+                log_path=root / "logs" / "trivial.log",
+                bootstrap={
+                    "name": "trivial",
+                    "plugin_dir": str(folder),
+                    "entrypoint": "trivial:Trivial",
+                    "data_dir": str(root / "data" / "trivial"),
+                    "nats_url": server.url,
+                    "user": None,
+                    "password": None,
+                    "inbox_prefix": subjects.plugin_inbox_prefix("trivial"),
+                    "config": {},
+                    "stop_timeout_s": 5,
+                },
+            )
+            floors: list[float] = []
+            starts: list[float] = []
+            rss = uss = 0.0
+            # Interleave the two so drift on a shared machine hits both alike.
+            for i in range(runs + 2):
+                floor = await floor_once(server.url)
+                start, process = await spawn_ready(spawner, spec)
+                if i >= 2:  # the first runs warm the page cache
+                    floors.append(floor)
+                    starts.append(start)
+                if i == runs + 1:
+                    await asyncio.sleep(1.0)  # idle: let the plugin settle before measuring memory
+                    info = psutil.Process(process.pid).memory_full_info()
+                    rss, uss = info.rss / 2**20, info.uss / 2**20
+                await process.stop(5)
+    floor_med, floor_p90 = summary(floors)
+    start_med, start_p90 = summary(starts)
+    print(f"plugin spawn→ready over {runs} runs (python {sys.version.split()[0]}, {os.cpu_count()} cores)")
+    print(f"{'':24}{'median ms':>12}{'p90 ms':>10}")
+    print(f"{'floor (bare nats child)':24}{floor_med * 1000:12.1f}{floor_p90 * 1000:10.1f}")
+    print(f"{'rosey plugin':24}{start_med * 1000:12.1f}{start_p90 * 1000:10.1f}")
+    print(f"ratio (median): {start_med / floor_med:.2f}   (target ≤ 1.3)")
+    print(f"idle plugin memory: RSS {rss:.1f} MiB, USS {uss:.1f} MiB   (target RSS ≤ 30 MiB)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    asyncio.run(main(max(1, parser.parse_args().runs)))
