@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -82,6 +82,30 @@ class BackoffSettings(_Strict):
     reset_after_s: Annotated[float, Field(gt=0)] = 60.0
 
 
+class ErrorRateSettings(_Strict):
+    """When a plugin's commands fail too often it is marked unhealthy (not restarted)."""
+
+    #: Seconds of command outcomes the rate is computed over.
+    window_s: Annotated[float, Field(gt=0)] = 60.0
+    #: Unhealthy when errors / commands is above this share.
+    threshold: Annotated[float, Field(ge=0, lt=1)] = 0.5
+    #: Fewer commands than this in the window never make a plugin unhealthy.
+    min_commands: Annotated[int, Field(ge=1)] = 5
+
+
+class SecuritySettings(_Strict):
+    """Permission enforcement (embedded server only) and the violation policy."""
+
+    #: A plugin with more than this many refused publishes/subscribes within the window is
+    #: disabled (0: report only, never disable).
+    max_violations: Annotated[int, Field(ge=0)] = 20
+    violation_window_s: Annotated[float, Field(gt=0)] = 60.0
+    #: Landlock and dropped capabilities for plugin processes where the kernel offers them.
+    landlock: bool = True
+    #: Who may use ``!plugin list`` / ``status`` / ``logs`` from chat: "everyone" or "admins".
+    read_access: Literal["everyone", "admins"] = "everyone"
+
+
 class BotConfig(_Strict):
     plugins_dir: list[Path] = [Path("plugins")]
     health_check_interval: Annotated[float, Field(gt=0)] = 30.0
@@ -91,6 +115,8 @@ class BotConfig(_Strict):
     nats: NatsSettings = NatsSettings()
     admins: list[str] = ["console"]
     backoff: BackoffSettings = BackoffSettings()
+    error_rate: ErrorRateSettings = ErrorRateSettings()
+    security: SecuritySettings = SecuritySettings()
     plugins: dict[Annotated[str, Field(pattern=NAME_PATTERN)], PluginOverride] = {}
 
     @field_validator("plugins_dir", mode="before")

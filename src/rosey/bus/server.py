@@ -169,6 +169,7 @@ class EmbeddedServer:
         max_memory_store: str = "64MB",
         max_file_store: str = "1GB",
         authorization: str | None = None,
+        on_line: Callable[[str], None] | None = None,
     ) -> None:
         self.store_dir = Path(store_dir)
         self.host = host
@@ -180,6 +181,8 @@ class EmbeddedServer:
         self.max_memory_store = _check_size("max_memory_store", max_memory_store)
         self.max_file_store = _check_size("max_file_store", max_file_store)
         self.authorization = authorization
+        #: Called with every line the server logs (the security monitor reads violations).
+        self.on_line = on_line
         self.config_path = self.store_dir / "nats-server.conf"
         self.log_path = self.store_dir / "nats-server.log"
         self._port: int | None = None
@@ -417,6 +420,11 @@ class EmbeddedServer:
 
     def _on_line(self, line: str) -> None:
         self._tail.append(line)
+        if self.on_line is not None:
+            try:
+                self.on_line(line)
+            except Exception:  # a consumer's bug must never stop the log pump
+                log.exception("nats-server log consumer failed on %r", line[:200])
         if self._port is None and (listening := LISTENING_LINE.search(line)):
             self._port = int(listening.group(2))
         if not self._watches:

@@ -61,6 +61,10 @@ class ControlChannel:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
+    def send_now(self, message: dict[str, Any]) -> None:
+        """Blocking send, before the event loop starts."""
+        self._sock.sendall(json.dumps(message).encode() + b"\n")
+
     def read_bootstrap(self) -> dict[str, Any]:
         """Blocking read of the first line, before the event loop starts."""
         buf = b""
@@ -200,6 +204,25 @@ def main(argv: list[str] | None = None) -> None:
     )
     control = ControlChannel(fd)
     boot = control.read_bootstrap()
+    sandbox = boot.get("sandbox")
+    if sandbox is not None:
+        # Before any plugin code: from here on the kernel holds this process to the rules.
+        from rosey.sandbox.landlock import Rules, confine
+
+        try:
+            layers = confine(
+                Rules(
+                    read=tuple(sandbox["read"]),
+                    write=tuple(sandbox["write"]),
+                    connect_ports=None
+                    if sandbox.get("network")
+                    else tuple(sandbox["connect_ports"]),
+                )
+            )
+        except OSError as exc:
+            control.send_now({"type": "failed", "error": f"cannot confine the plugin: {exc}"})
+            sys.exit(1)
+        control.send_now({"type": "confined", "layers": layers})
     code = asyncio.run(serve(control, boot))
     sys.stdout.flush()
     sys.exit(code)

@@ -1,0 +1,77 @@
+"""Violation monitor: the broker's refusals → ``rosey.security.violation``, counts, policy.
+
+Fed line by line from the embedded server's log (``EmbeddedServer.on_line``), it publishes each
+refusal a plugin's identity caused, keeps per-plugin counts for status, logs it for the
+operator, and asks the manager to disable a plugin that crosses the configured limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from rosey.bus.client import EventBus
+from rosey.errors import RoseyError
+from rosey.protocol import subjects, wire
+from rosey.security.violations import Violation, ViolationPolicy, parse_violation
+
+log = logging.getLogger("rosey.security")
+
+#: ``disable(plugin, reason)``: how the monitor asks the manager to disable a plugin.
+Disable = Callable[[str, str], Awaitable[object]]
+
+
+class ViolationMonitor:
+    def __init__(self, policy: ViolationPolicy) -> None:
+        self.policy = policy
+        self._queue: asyncio.Queue[Violation] = asyncio.Queue()
+        self._disabled: set[str] = set()
+
+    def feed(self, line: str) -> None:
+        """One server log line (sync: called from the server's log pump)."""
+        violation = parse_violation(line)
+        if violation is not None:
+            self._queue.put_nowait(violation)
+
+    def count(self, plugin: str) -> int:
+        return self.policy.totals.get(plugin, 0)
+
+    def forgive(self, plugin: str) -> None:
+        """An operator re-enabled the plugin: its window starts empty."""
+        self.policy.forget(plugin)
+        self._disabled.discard(plugin)
+
+    async def run(self, bus: EventBus, disable: Disable) -> None:
+        """Report violations until cancelled."""
+        while True:
+            violation = await self._queue.get()
+            log.warning(
+                "security: plugin %s: %s (refused by the broker)",
+                violation.plugin,
+                violation.detail,
+            )
+            body: wire.SecurityViolation = {
+                "plugin": violation.plugin,
+                "kind": violation.kind,
+                "subject": violation.subject,
+                "detail": violation.detail,
+                "timestamp": time.time(),
+            }
+            try:
+                await bus.publish(subjects.SECURITY_VIOLATION, body)
+            except RoseyError as exc:
+                log.warning("security: cannot publish a violation report: %s", exc)
+            crossed = self.policy.record(violation.plugin, time.monotonic())
+            if crossed and violation.plugin not in self._disabled:
+                self._disabled.add(violation.plugin)
+                reason = (
+                    f"disabled after more than {self.policy.max_violations} permission violations "
+                    f"within {self.policy.window_s:g} s (last: {violation.detail})"
+                )
+                log.error("security: plugin %s %s", violation.plugin, reason)
+                try:
+                    await disable(violation.plugin, reason)
+                except RoseyError as exc:
+                    log.error("security: could not disable %s: %s", violation.plugin, exc)
