@@ -36,6 +36,7 @@ class PluginRuntime:
         }
         self._subscriptions: list[Subscription] = []
         self._command_sub: Subscription | None = None
+        self._ping_sub: Subscription | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._accepting = False
         self._started_at = time.monotonic()
@@ -46,18 +47,20 @@ class PluginRuntime:
         return len(self._in_flight)
 
     async def start(self) -> None:
-        """Subscribe, run ``on_start``, and make sure the server has our subscriptions."""
+        """Run ``on_start``, then subscribe, and make sure the server has our subscriptions.
+
+        Commands and events are subscribed only after ``on_start`` returned, so no handler
+        runs before the state ``on_start`` builds exists.
+        """
         name = self.plugin.name
+        self._ping_sub = await self.bus.subscribe(subjects.health_ping(name), self._on_ping)
+        await self.plugin.on_start()
         self._command_sub = await self.bus.subscribe(
             subjects.command_execute(name), self._on_command, queue=name
-        )
-        self._subscriptions.append(
-            await self.bus.subscribe(subjects.health_ping(name), self._on_ping)
         )
         for attr, subject in type(self.plugin).event_handlers().items():
             self._subscriptions.append(await self.bus.subscribe(subject, self._event_handler(attr)))
         self._accepting = True
-        await self.plugin.on_start()
         # Readiness means the broker routes our subjects to us: flush makes it so.
         await self.bus.flush()
 
@@ -65,8 +68,11 @@ class PluginRuntime:
         """Stop intake, finish in-flight handlers, run ``on_stop``, drain; within ``timeout``."""
         self._accepting = False
         deadline = time.monotonic() + timeout
+        # Intake stops first (commands and events), so on_stop sees a final state.
         if self._command_sub is not None:
             await self._command_sub.unsubscribe()
+        for sub in self._subscriptions:
+            await sub.unsubscribe()
         if self._in_flight:
             _, pending = await asyncio.wait(
                 set(self._in_flight), timeout=max(0.0, deadline - time.monotonic() - 0.2)
@@ -87,8 +93,8 @@ class PluginRuntime:
             log.warning("%s: on_stop did not finish in time", self.plugin.name)
         except Exception:
             log.exception("%s: on_stop failed", self.plugin.name)
-        for sub in self._subscriptions:
-            await sub.unsubscribe()
+        if self._ping_sub is not None:
+            await self._ping_sub.unsubscribe()
         await self.bus.drain()
 
     # -- inbound ------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ the plugin in this process with the same runtime the plugin process uses, and ta
 way the router does: ``command("!roll 1d6")`` sends a command request and returns the reply
 text. ``say()`` publishes a chat line on ``rosey.events.message``; ``next_chat()`` returns the
 next line a plugin posts with ``send_chat``. Several plugins can run together (``also=``) so
-that ``self.call`` between them works.
+that ``self.call`` between them works. ``wait_handled(n)`` waits until a plugin has finished
+handling ``n`` events (``@on_event`` deliveries), so a test can say a few lines and then look at
+what the plugin learned without sleeping.
 
 Not imported by plugin processes: it pulls in the manifest model and the embedded server.
 """
@@ -30,6 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -118,6 +121,8 @@ class PluginHarness:
         self._chat: asyncio.Queue[wire.SendMessage] = asyncio.Queue()
         self._commands: dict[str, str] = {}
         self._ids = itertools.count(1)
+        self._handled: dict[str, int] = {}
+        self._handled_changed: dict[str, asyncio.Event] = {}
         self.bus: EventBus | None = None
 
     @classmethod
@@ -177,6 +182,7 @@ class PluginHarness:
             await bus.connect()
             self._stack.push_async_callback(bus.close)
             instance = put.cls(put.name, dict(put.config), data_dir)
+            self._count_events(instance)
             runtime = PluginRuntime(instance, bus)
             await runtime.start()
             self._stack.push_async_callback(runtime.stop, 5.0)
@@ -184,6 +190,27 @@ class PluginHarness:
             for command in put.commands:
                 self._commands[command] = put.name
         await self.bus.flush()
+
+    def _count_events(self, instance: Plugin) -> None:
+        """Wrap the instance's ``@on_event`` handlers so the harness knows when one finished.
+
+        The runtime looks the handlers up on the instance when it subscribes, so an instance
+        attribute shadowing the method is what it delivers to.
+        """
+        name = instance.name
+        self._handled[name] = 0
+        self._handled_changed[name] = asyncio.Event()
+        for attr in type(instance).event_handlers():
+            method: Callable[[Any], Awaitable[Any]] = getattr(instance, attr)
+
+            async def counted(event: Any, _method: Callable[[Any], Awaitable[Any]] = method) -> Any:
+                try:
+                    return await _method(event)
+                finally:
+                    self._handled[name] += 1
+                    self._handled_changed[name].set()
+
+            setattr(instance, attr, counted)
 
     async def _on_chat(self, msg: Message) -> None:
         await self._chat.put(wire.parse_send_message(msg.subject, msg.data))
@@ -252,6 +279,27 @@ class PluginHarness:
         for runtime in self._runtimes.values():
             await runtime.bus.flush()
         await self._require_bus().flush()
+
+    def handled(self, plugin: str | None = None) -> int:
+        """How many events ``plugin`` (default: the first) has finished handling so far."""
+        return self._handled[plugin or self.under_test[0].name]
+
+    async def wait_handled(
+        self, count: int, *, plugin: str | None = None, timeout: float = 5.0
+    ) -> None:
+        """Wait until ``plugin`` (default: the first) has finished handling ``count`` events.
+
+        Counts every ``@on_event`` delivery since the harness started, whether the handler
+        returned or raised. ``TimeoutError`` if it has not happened within ``timeout`` seconds.
+        """
+        name = plugin or self.under_test[0].name
+        if name not in self._handled:
+            raise ValueError(f"no plugin under test is called {name!r}")
+        async with asyncio.timeout(timeout):
+            while self._handled[name] < count:
+                changed = self._handled_changed[name]
+                await changed.wait()
+                changed.clear()
 
     async def next_chat(self, timeout: float = 5.0) -> wire.SendMessage:
         """The next line a plugin posted on this platform (``send_chat``)."""
