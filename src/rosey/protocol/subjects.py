@@ -16,6 +16,7 @@ EVENTS_ALL = "rosey.events.>"
 SECURITY_VIOLATION = "rosey.security.violation"
 SECURITY_ALL = "rosey.security.>"
 MANAGER_ALL = "rosey.manager.>"
+MANAGER_ACTIONS = "rosey.manager.*"  # every management request (not the .events.> below)
 MANAGER_EVENTS_ALL = "rosey.manager.events.>"
 PLATFORM_SEND_ANY = "rosey.platform.*.send"
 COMMANDS_RESULTS_ALL = "rosey.commands.*.result"

@@ -52,8 +52,9 @@ class Caller:
     rank: int
 
 
-#: A built-in chat command: gets the parsed command and the caller, returns the reply text.
-BuiltIn = Callable[[ParsedCommand, Caller], Awaitable[str]]
+#: A built-in chat command: gets the parsed command and the caller, returns the reply text, or
+#: several texts, sent as one chat message each, in order.
+BuiltIn = Callable[[ParsedCommand, Caller], Awaitable[str | list[str]]]
 
 
 class Router:
@@ -118,7 +119,9 @@ class Router:
             caller = Caller(
                 message["platform"], message["user"]["username"], message["user"]["rank"]
             )
-            await self._reply(message, await builtin(parsed, caller))
+            replies = await builtin(parsed, caller)
+            for text in [replies] if isinstance(replies, str) else replies:
+                await self._reply(message, text)
             return
         plugin = self.directory.plugin_for(parsed.command)
         if plugin is None:
