@@ -77,7 +77,9 @@ async def spawn_ready(spawner: PlainSpawner, spec: SpawnSpec) -> tuple[float, Pl
     while True:
         message = await process.receive()
         if message is None:
-            raise RuntimeError("plugin exited before ready:\n" + "\n".join(process.stderr_tail.lines()))
+            raise RuntimeError(
+                "plugin exited before ready:\n" + "\n".join(process.stderr_tail.lines())
+            )
         if message.get("type") == "ready":
             return time.perf_counter() - started, process
 
@@ -129,7 +131,9 @@ async def main(runs: int) -> None:
                 await process.stop(5)
     floor_med, floor_p90 = summary(floors)
     start_med, start_p90 = summary(starts)
-    print(f"plugin spawn→ready over {runs} runs (python {sys.version.split()[0]}, {os.cpu_count()} cores)")
+    print(
+        f"plugin spawn→ready over {runs} runs (python {sys.version.split()[0]}, {os.cpu_count()} cores)"
+    )
     print(f"{'':24}{'median ms':>12}{'p90 ms':>10}")
     print(f"{'floor (bare nats child)':24}{floor_med * 1000:12.1f}{floor_p90 * 1000:10.1f}")
     print(f"{'rosey plugin':24}{start_med * 1000:12.1f}{start_p90 * 1000:10.1f}")

@@ -29,6 +29,7 @@ from rosey.manager.manager import PluginManager
 from rosey.protocol import subjects
 from rosey.router.parse import ParsedCommand
 from rosey.router.router import Caller, Router
+from rosey.sandbox.confine import open_sandbox
 
 log = logging.getLogger("rosey")
 
@@ -84,11 +85,13 @@ class Bot:
         state_dir = self.config.state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
         async with contextlib.AsyncExitStack() as stack:
+            sandbox = await stack.enter_async_context(open_sandbox(state_dir))
             url = self.config.nats.url
             if url is None:
                 server = EmbeddedServer(state_dir / "nats")
                 await server.start()
                 stack.push_async_callback(server.stop)
+                sandbox.watch_pid(server.pid)
                 url = server.url
                 log.info("embedded nats-server ready at %s (pid %s)", url, server.pid)
             else:
@@ -108,7 +111,9 @@ class Bot:
             await router_bus.connect()
             stack.push_async_callback(router_bus.close)
 
-            manager = PluginManager(self.config, nats_url=url, bus=manager_bus)
+            manager = PluginManager(
+                self.config, nats_url=url, bus=manager_bus, spawner=sandbox.spawner()
+            )
             await manager.initialize()
             stack.push_async_callback(manager.shutdown)
             stop = asyncio.Event()
@@ -122,7 +127,7 @@ class Bot:
             router = Router(router_bus, manager)
             admins = list(self.config.admins)
 
-            async def plugin_command(parsed: ParsedCommand, caller: Caller) -> str:
+            async def plugin_command(parsed: ParsedCommand, caller: Caller) -> list[str]:
                 return await handle_plugin_command(manager, parsed, caller, admins)
 
             router.builtins["plugin"] = plugin_command

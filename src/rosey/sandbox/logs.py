@@ -31,16 +31,31 @@ class RotatingLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._size = os.fstat(self._fd).st_size
+        #: Bytes written since this log was opened (rotation discards, this keeps counting).
+        self.written = 0
+        #: Bytes that could not be written (disk full, file gone) and were dropped.
+        self.dropped = 0
 
     def write(self, data: bytes) -> None:
         while data:
             room = self.max_bytes - self._size
             if room <= 0:
-                self._rotate()
+                try:
+                    self._rotate()
+                except OSError:
+                    self.dropped += len(data)
+                    return
                 continue
             chunk, data = data[:room], data[room:]
-            os.write(self._fd, chunk)
+            try:
+                os.write(self._fd, chunk)
+            except OSError:
+                # A full or broken disk must not stop the pump: the pipe would fill and
+                # freeze the plugin. Drop the output instead (``dropped`` tells how much).
+                self.dropped += len(chunk)
+                continue
             self._size += len(chunk)
+            self.written += len(chunk)
 
     def _rotate(self) -> None:
         os.close(self._fd)

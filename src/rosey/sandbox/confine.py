@@ -1,0 +1,192 @@
+"""The sandbox: puts each plugin process under the best limits the host offers.
+
+``Sandbox.confine`` is the ``Confine`` hook of ``PlainSpawner``. For each new plugin process,
+before its bootstrap (and so before any plugin code) it:
+
+1. creates the process's cgroup leaf in every usable hierarchy, writes the manifest limits
+   (memory, cpu, pids) and moves the process in (``cgroup-v2`` or ``cgroup-v1``);
+2. lowers its rlimits from the outside with ``prlimit`` (``rlimit``): open files, file size,
+   no core dumps, and memory when no cgroup holds it;
+3. tells the warden its process group, so a SIGKILLed bot leaves no orphan.
+
+Which layers are in force is reported per process (``PluginProcess.layers``). When a layer is
+unavailable the next one down is used, and psutil sampling (``rosey.sandbox.stats``) remains.
+
+``open_sandbox(state_dir)`` is what the bot uses: it starts the warden, detects the host,
+prepares (and cleans up after a crashed predecessor) the bot's cgroup group, and tears it all
+down on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import resource
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from rosey.sandbox.cgroups import CgroupGroup, PluginCgroup, family_name
+from rosey.sandbox.host import CgroupHost, detect_host
+from rosey.sandbox.limits import LimitEvents, rlimit_values
+from rosey.sandbox.process import Confinement, PlainSpawner, PluginProcess
+from rosey.sandbox.wardenlink import WardenLink
+
+log = logging.getLogger("rosey.sandbox")
+
+
+class SandboxConfinement(Confinement):
+    """One process's cgroup leaf, rlimits and warden registration."""
+
+    def __init__(
+        self,
+        layers: list[str],
+        *,
+        pgid: int,
+        cgroup: PluginCgroup | None,
+        warden: WardenLink | None,
+        memory_by_rlimit: bool,
+    ) -> None:
+        super().__init__(layers)
+        self.memory_by_rlimit = memory_by_rlimit
+        self.cgroup = cgroup
+        self._pgid = pgid
+        self._warden = warden
+
+    def members(self) -> set[int] | None:
+        return self.cgroup.members() if self.cgroup is not None else None
+
+    def kill(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.kill()
+
+    def events(self) -> LimitEvents:
+        return self.cgroup.events() if self.cgroup is not None else LimitEvents()
+
+    def release(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        if self._warden is not None:
+            self._warden.forget_group(self._pgid)
+            self._warden = None
+
+
+class Sandbox:
+    """Confines the plugin processes of one bot."""
+
+    def __init__(
+        self,
+        host: CgroupHost | None,
+        *,
+        family: str,
+        warden: WardenLink | None = None,
+        rlimits: bool = True,
+    ) -> None:
+        """``family`` names the bot's cgroups (see ``rosey.sandbox.cgroups``); ``host=None``
+        (or an empty host) means no cgroups: rlimits only."""
+        self.host = host or CgroupHost()
+        self.warden = warden
+        self.rlimits = rlimits
+        self._group = CgroupGroup(self.host, family) if self.host.usable else None
+
+    @property
+    def layers(self) -> list[str]:
+        """The layers a plugin process gets (after ``open``)."""
+        layers = self._group.layers if self._group is not None else []
+        return [*layers, "rlimit"] if self.rlimits else layers
+
+    @property
+    def cgroup_dirs(self) -> list[Path]:
+        return list(self._group.dirs.values()) if self._group is not None else []
+
+    def open(self) -> None:
+        """Prepare the group folders (emptying stale ones); register them with the warden."""
+        if self._group is not None:
+            self._group.open()
+            for folder in self._group.dirs.values():
+                if self.warden is not None:
+                    self.warden.watch_cgroup(folder)
+        for note in self.host.notes:
+            log.info("sandbox: %s", note)
+        log.info("sandbox: plugin limits enforced by %s", ", ".join(self.layers) or "nothing")
+
+    def confine(self, process: PluginProcess) -> Confinement:
+        """The ``Confine`` hook: limits on ``process`` before it runs plugin code."""
+        pid, limits = process.pid, process.spec.limits
+        if self.warden is not None:
+            self.warden.watch_group(pid)  # first: from now on a crash of the bot is covered
+        cgroup: PluginCgroup | None = None
+        if self._group is not None and self._group.dirs:
+            cgroup = self._group.leaf(f"{process.name}-{pid}", limits)
+            try:
+                cgroup.add(pid)
+            except OSError as exc:  # gone already (ESRCH), or the kernel refused the move
+                log.warning("%s (pid %d): cannot enter its cgroup: %s", process.name, pid, exc)
+                cgroup.remove()
+                cgroup = None
+        layers = cgroup.layers if cgroup is not None else []
+        memory_by_cgroup = cgroup is not None and "memory" in cgroup.enforcing
+        if self.rlimits:
+            try:
+                for which, value in rlimit_values(
+                    limits, memory_by_cgroup=memory_by_cgroup
+                ).items():
+                    resource.prlimit(pid, which, value)
+            except (OSError, ValueError) as exc:
+                log.warning("%s (pid %d): cannot set its rlimits: %s", process.name, pid, exc)
+            else:
+                layers.append("rlimit")
+        log.info("%s (pid %d): confined by %s", process.name, pid, ", ".join(layers) or "nothing")
+        return SandboxConfinement(
+            layers,
+            pgid=pid,
+            cgroup=cgroup,
+            warden=self.warden,
+            memory_by_rlimit=self.rlimits and not memory_by_cgroup,
+        )
+
+    def spawner(self) -> PlainSpawner:
+        """A spawner whose processes this sandbox confines."""
+        return PlainSpawner(confine=self.confine)
+
+    def watch_pid(self, pid: int | None) -> None:
+        """Another child of the bot that must not outlive it (the embedded nats-server)."""
+        if self.warden is not None and pid is not None:
+            self.warden.watch_pid(pid)
+
+    def close(self) -> None:
+        """Kill whatever is left in the group and remove its cgroups."""
+        if self._group is not None:
+            self._group.close()
+
+
+@contextlib.asynccontextmanager
+async def open_sandbox(
+    state_dir: Path, *, host: CgroupHost | None = None, warden: bool = True
+) -> AsyncIterator[Sandbox]:
+    """The bot's sandbox: warden started, host detected, cgroup group ready; all torn down after.
+
+    A warden that cannot start is logged and done without: plugins still die with the bot
+    (their death signal), but what they forked may not.
+    """
+    link: WardenLink | None = None
+    if warden:
+        try:
+            link = await WardenLink.start()
+        except OSError as exc:
+            log.error(
+                "sandbox: the warden did not start (%s): children of plugins may "
+                "outlive a crash of the bot",
+                exc,
+            )
+    try:
+        sandbox = Sandbox(
+            host if host is not None else detect_host(), family=family_name(state_dir), warden=link
+        )
+        sandbox.open()
+        try:
+            yield sandbox
+        finally:
+            sandbox.close()
+    finally:
+        if link is not None:
+            await link.close()

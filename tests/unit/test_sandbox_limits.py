@@ -1,0 +1,163 @@
+"""Manifest limits → cgroup files and rlimits; kernel counters and samples → reasons in words."""
+
+from __future__ import annotations
+
+import resource
+from collections.abc import Callable
+
+import pytest
+
+from rosey.sandbox.limits import (
+    MIB,
+    LimitEvents,
+    ResourceLimits,
+    Setting,
+    cpu_quota_us,
+    limit_reason,
+    parse_counter,
+    rlimit_values,
+    v1_settings,
+    v2_settings,
+)
+from rosey.sandbox.stats import TreeSample, exceeded
+
+LIMITS = ResourceLimits(memory_mb=64, cpu_percent=50, max_processes=8, open_files=100)
+
+
+@pytest.mark.parametrize(
+    ("controller", "expected"),
+    [
+        (
+            "memory",
+            [
+                Setting("memory.limit_in_bytes", str(64 * MIB)),
+                Setting("memory.memsw.limit_in_bytes", str(64 * MIB), required=False),
+            ],
+        ),
+        ("cpu", [Setting("cpu.cfs_period_us", "100000"), Setting("cpu.cfs_quota_us", "50000")]),
+        ("pids", [Setting("pids.max", "8")]),
+    ],
+)
+def test_v1_settings(controller: str, expected: list[Setting]) -> None:
+    assert v1_settings(controller, LIMITS) == expected
+
+
+@pytest.mark.parametrize(
+    ("controller", "expected"),
+    [
+        (
+            "memory",
+            [
+                Setting("memory.max", str(64 * MIB)),
+                Setting("memory.swap.max", "0", required=False),
+                Setting("memory.oom.group", "1", required=False),
+            ],
+        ),
+        ("cpu", [Setting("cpu.max", "50000 100000")]),
+        ("pids", [Setting("pids.max", "8")]),
+    ],
+)
+def test_v2_settings(controller: str, expected: list[Setting]) -> None:
+    assert v2_settings(controller, LIMITS) == expected
+
+
+@pytest.mark.parametrize("settings", [v1_settings, v2_settings])
+def test_unknown_controller_is_an_error(
+    settings: Callable[[str, ResourceLimits], list[Setting]],
+) -> None:
+    with pytest.raises(ValueError, match="freezer"):
+        settings("freezer", LIMITS)
+
+
+@pytest.mark.parametrize(
+    ("percent", "quota"), [(1, 1000), (50, 50_000), (100, 100_000), (250, 250_000)]
+)
+def test_cpu_quota_spans_cores_and_never_goes_below_the_kernel_minimum(
+    percent: int, quota: int
+) -> None:
+    assert cpu_quota_us(ResourceLimits(cpu_percent=percent)) == quota
+
+
+def test_rlimits_with_a_memory_cgroup_leave_memory_to_it() -> None:
+    assert rlimit_values(LIMITS, memory_by_cgroup=True) == {
+        resource.RLIMIT_NOFILE: (100, 100),
+        resource.RLIMIT_FSIZE: (1024 * MIB, 1024 * MIB),
+        resource.RLIMIT_CORE: (0, 0),
+    }
+
+
+def test_rlimits_without_a_memory_cgroup_cap_the_data_segment() -> None:
+    values = rlimit_values(LIMITS, memory_by_cgroup=False)
+    assert values[resource.RLIMIT_DATA] == (64 * MIB, 64 * MIB)
+    assert resource.RLIMIT_NPROC not in values  # per uid, and ignored for root
+
+
+@pytest.mark.parametrize(
+    ("events", "memory_error", "reason"),
+    [
+        (LimitEvents(), False, None),
+        (
+            LimitEvents(oom_kills=1),
+            False,
+            "memory limit 64 MB hit: the kernel's OOM killer ended it",
+        ),
+        (LimitEvents(), True, "memory limit 64 MB hit: an allocation failed"),
+        (LimitEvents(forks_refused=1), False, "process limit 8 hit: 1 fork refused"),
+        (
+            LimitEvents(oom_kills=2, forks_refused=43),
+            True,
+            "memory limit 64 MB hit: the kernel's OOM killer ended it; "
+            "process limit 8 hit: 43 forks refused",
+        ),
+    ],
+)
+def test_limit_reason(events: LimitEvents, memory_error: bool, reason: str | None) -> None:
+    assert limit_reason(LIMITS, events, memory_error=memory_error) == reason
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "value"),
+    [
+        ("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", "oom_kill", 3),
+        ("max 12\n", "max", 12),
+        ("low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\n", "max", 5),
+        ("", "max", 0),
+        ("max lots\n", "max", 0),
+    ],
+)
+def test_parse_counter(text: str, key: str, value: int) -> None:
+    assert parse_counter(text, key) == value
+
+
+def _sample(**changes: float) -> TreeSample:
+    values: dict[str, float] = {
+        "processes": 1,
+        "threads": 1,
+        "cpu_percent": 10.0,
+        "rss_mb": 30.0,
+        "open_files": 10,
+    }
+    values.update(changes)
+    return TreeSample(
+        pid=1,
+        processes=int(values["processes"]),
+        threads=int(values["threads"]),
+        cpu_percent=values["cpu_percent"],
+        rss_mb=values["rss_mb"],
+        open_files=int(values["open_files"]),
+    )
+
+
+@pytest.mark.parametrize(
+    ("sample", "over"),
+    [
+        (_sample(), []),
+        (_sample(rss_mb=64.0, processes=8, open_files=100, cpu_percent=60.0), []),
+        (_sample(rss_mb=64.5), ["memory limit 64 MB exceeded (64.5 MB resident)"]),
+        (_sample(processes=9), ["process limit 8 exceeded (9 processes)"]),
+        (_sample(open_files=101), ["open file limit 100 exceeded (101 open)"]),
+        (_sample(cpu_percent=60.1), ["cpu limit 50% exceeded (60.1%)"]),
+    ],
+)
+def test_exceeded(sample: TreeSample, over: list[str]) -> None:
+    assert exceeded(sample, LIMITS) == over
