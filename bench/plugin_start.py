@@ -4,8 +4,8 @@
 
 The floor is a bare child process that imports nats, connects to the same server, publishes one
 message and says so over a pipe: what any NATS-connected Python process costs. The plugin is a
-trivial one, spawned exactly as the manager spawns plugins (sandbox spawner, control socket,
-bootstrap, SDK runner, subscriptions, readiness). Also prints the RSS/USS of an idle plugin.
+trivial one, spawned exactly as ``rosey run`` spawns plugins (the confined sandbox spawner with
+default limits, control socket, bootstrap, SDK runner, subscriptions, readiness). Also prints the RSS/USS of an idle plugin.
 Targets (issue "Plugin runtime"): ratio ≤ 1.3, idle RSS ≤ 30 MiB.
 """
 
@@ -24,6 +24,7 @@ import psutil
 
 from rosey.bus.server import EmbeddedServer
 from rosey.protocol import subjects
+from rosey.sandbox.confine import open_sandbox
 from rosey.sandbox.process import PlainSpawner, PluginProcess, SpawnSpec
 
 TRIVIAL_MANIFEST = "name: trivial\nversion: 1.0.0\nentrypoint: trivial:Trivial\ncommands: [ping]\n"
@@ -94,8 +95,9 @@ async def main(runs: int) -> None:
     with tempfile.TemporaryDirectory(prefix="rosey-bench-") as tmp:
         root = Path(tmp)
         folder = write_trivial_plugin(root)
-        async with EmbeddedServer(root / "nats") as server:
-            spawner = PlainSpawner()
+        async with EmbeddedServer(root / "nats") as server, open_sandbox(root / "state") as sandbox:
+            # The production spawner: cgroups/rlimits as the host offers, warden registration.
+            spawner = sandbox.spawner()
             spec = SpawnSpec(
                 name="trivial",
                 plugin_dir=folder,
@@ -117,6 +119,7 @@ async def main(runs: int) -> None:
             floors: list[float] = []
             starts: list[float] = []
             rss = uss = 0.0
+            layers: list[str] = []
             # Interleave the two so drift on a shared machine hits both alike.
             for i in range(runs + 2):
                 floor = await floor_once(server.url)
@@ -128,6 +131,7 @@ async def main(runs: int) -> None:
                     await asyncio.sleep(1.0)  # idle: let the plugin settle before measuring memory
                     info = psutil.Process(process.pid).memory_full_info()
                     rss, uss = info.rss / 2**20, info.uss / 2**20
+                    layers = list(process.layers)
                 await process.stop(5)
     floor_med, floor_p90 = summary(floors)
     start_med, start_p90 = summary(starts)
@@ -138,6 +142,7 @@ async def main(runs: int) -> None:
     print(f"{'floor (bare nats child)':24}{floor_med * 1000:12.1f}{floor_p90 * 1000:10.1f}")
     print(f"{'rosey plugin':24}{start_med * 1000:12.1f}{start_p90 * 1000:10.1f}")
     print(f"ratio (median): {start_med / floor_med:.2f}   (target ≤ 1.3)")
+    print(f"enforcement layers: {', '.join(layers) or 'none'}")
     print(f"idle plugin memory: RSS {rss:.1f} MiB, USS {uss:.1f} MiB   (target RSS ≤ 30 MiB)")
 
 

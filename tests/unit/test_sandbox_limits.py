@@ -34,7 +34,7 @@ LIMITS = ResourceLimits(memory_mb=64, cpu_percent=50, max_processes=8, open_file
                 Setting("memory.memsw.limit_in_bytes", str(64 * MIB), required=False),
             ],
         ),
-        ("cpu", [Setting("cpu.cfs_period_us", "100000"), Setting("cpu.cfs_quota_us", "50000")]),
+        ("cpu", [Setting("cpu.cfs_period_us", "250000"), Setting("cpu.cfs_quota_us", "125000")]),
         ("pids", [Setting("pids.max", "8")]),
     ],
 )
@@ -53,7 +53,7 @@ def test_v1_settings(controller: str, expected: list[Setting]) -> None:
                 Setting("memory.oom.group", "1", required=False),
             ],
         ),
-        ("cpu", [Setting("cpu.max", "50000 100000")]),
+        ("cpu", [Setting("cpu.max", "125000 250000")]),
         ("pids", [Setting("pids.max", "8")]),
     ],
 )
@@ -70,7 +70,7 @@ def test_unknown_controller_is_an_error(
 
 
 @pytest.mark.parametrize(
-    ("percent", "quota"), [(1, 1000), (50, 50_000), (100, 100_000), (250, 250_000)]
+    ("percent", "quota"), [(1, 2500), (50, 125_000), (100, 250_000), (250, 625_000)]
 )
 def test_cpu_quota_spans_cores_and_never_goes_below_the_kernel_minimum(
     percent: int, quota: int
