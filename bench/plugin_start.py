@@ -5,7 +5,8 @@
 The floor is a bare child process that imports nats, connects to the same server, publishes one
 message and says so over a pipe: what any NATS-connected Python process costs. The plugin is a
 trivial one, spawned exactly as ``rosey run`` spawns plugins (the confined sandbox spawner with
-default limits, control socket, bootstrap, SDK runner, subscriptions, readiness). Also prints the RSS/USS of an idle plugin.
+default limits, control socket, bootstrap, SDK runner, subscriptions, readiness). Also prints
+the RSS/USS of an idle plugin.
 Targets (issue "Plugin runtime"): ratio ≤ 1.3, idle RSS ≤ 30 MiB.
 """
 
@@ -135,9 +136,8 @@ async def main(runs: int) -> None:
                 await process.stop(5)
     floor_med, floor_p90 = summary(floors)
     start_med, start_p90 = summary(starts)
-    print(
-        f"plugin spawn→ready over {runs} runs (python {sys.version.split()[0]}, {os.cpu_count()} cores)"
-    )
+    python = sys.version.split()[0]
+    print(f"plugin spawn→ready over {runs} runs (python {python}, {os.cpu_count()} cores)")
     print(f"{'':24}{'median ms':>12}{'p90 ms':>10}")
     print(f"{'floor (bare nats child)':24}{floor_med * 1000:12.1f}{floor_p90 * 1000:10.1f}")
     print(f"{'rosey plugin':24}{start_med * 1000:12.1f}{start_p90 * 1000:10.1f}")

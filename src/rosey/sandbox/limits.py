@@ -12,7 +12,8 @@ Notes on meaning:
 - ``cpu_percent`` is a CFS quota: 50 means half of one core per 250 ms period; above 100 spans
   cores. The period is longer than the kernel's 100 ms default on purpose: a plugin's start
   (interpreter and imports, ~90 ms of CPU) then fits into its first period's quota instead of
-  being throttled into several, while the long-run share is the same. Rlimits cannot express a rate, so without a cpu cgroup it is only sampled.
+  being throttled into several, while the long-run share is the same. Rlimits cannot express
+  a rate, so without a cpu cgroup it is only sampled.
 - ``max_processes`` is ``pids.max``, which counts *tasks*: threads count too. ``RLIMIT_NPROC``
   is per user (and ignored for root), so it is never used.
 - ``open_files`` is ``RLIMIT_NOFILE``, per process.
