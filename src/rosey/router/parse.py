@@ -50,8 +50,11 @@ def parse_command(text: str, prefix: str = PREFIX) -> ParsedCommand | None:
             text,
             f"{prefix}{word[:40]} is not a command name (letters, digits, '_' or '-', up to 32)",
         )
-    try:
-        args = tuple(shlex.split(rest))
-    except ValueError:
-        args = tuple(rest.split())
+    if '"' not in rest and "'" not in rest and "\\" not in rest:
+        args = tuple(rest.split())  # the common case, without shlex's cost
+    else:
+        try:
+            args = tuple(shlex.split(rest))
+        except ValueError:
+            args = tuple(rest.split())
     return ParsedCommand(word, args, stripped)

@@ -12,6 +12,7 @@ holds up another's commands.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
@@ -73,6 +74,9 @@ class Router:
         self._subscription: Subscription | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        # Correlation ids: unique per run (random prefix) without a uuid per command.
+        self._id_prefix = uuid.uuid4().hex[:12] + "-"
+        self._ids = itertools.count(1)
 
     async def start(self) -> None:
         self._subscription = await self.bus.subscribe(
@@ -136,7 +140,7 @@ class Router:
     async def _dispatch(
         self, message: wire.ChatMessage, parsed: ParsedCommand, plugin: str
     ) -> None:
-        correlation_id = uuid.uuid4().hex
+        correlation_id = f"{self._id_prefix}{next(self._ids)}"
         request: wire.CommandRequest = {
             "command": parsed.command,
             "args": list(parsed.args),
