@@ -43,6 +43,23 @@ def test_should_restart(
     assert should_restart(policy, returncode, stop_requested) is expected
 
 
+@pytest.mark.parametrize(
+    ("policy", "returncode", "stop_requested", "expected"),
+    [
+        ("on-failure", 0, False, True),  # exited 0 before it was ready: still a failure
+        ("on-failure", -9, False, True),  # killed for failed health checks
+        ("on-failure", 0, True, False),  # a stop request wins
+        ("always", 0, False, True),
+        ("never", 0, False, False),
+        ("never", -9, False, False),
+    ],
+)
+def test_a_failure_restarts_whatever_the_exit_code(
+    policy: RestartPolicy, returncode: int, stop_requested: bool, expected: bool
+) -> None:
+    assert should_restart(policy, returncode, stop_requested, failed=True) is expected
+
+
 def test_should_restart_rejects_unknown_policy() -> None:
     with pytest.raises(ValueError, match="unknown restart policy 'sometimes'"):
         should_restart("sometimes", 1, False)  # type: ignore[arg-type]

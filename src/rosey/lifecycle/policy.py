@@ -19,19 +19,24 @@ RestartPolicy = Literal["always", "on-failure", "never"]
 _POLICIES: tuple[str, ...] = get_args(RestartPolicy)
 
 
-def should_restart(policy: RestartPolicy, returncode: int, stop_requested: bool) -> bool:
+def should_restart(
+    policy: RestartPolicy, returncode: int, stop_requested: bool, *, failed: bool = False
+) -> bool:
     """Whether a plugin whose process just ended must be started again (after the backoff).
 
     A stop the manager asked for never restarts, whatever the exit code (SIGKILL after the
     grace period included). ``on-failure`` restarts on a non-zero exit or death by a signal
     (negative ``returncode``), not on exit 0; ``always`` restarts on any exit; ``never`` on none.
-    The crash window is checked separately: a crash loop ends disabled whatever this says.
+    ``failed`` marks an end that is a failure whatever the exit code: the plugin never became
+    ready, or the manager killed it because its health checks failed; ``on-failure`` restarts
+    it then. The crash window is checked separately: a crash loop ends disabled whatever this
+    says.
     """
     if policy not in _POLICIES:
         raise ValueError(f"unknown restart policy {policy!r}; expected one of {_POLICIES}")
     if stop_requested or policy == "never":
         return False
-    return policy == "always" or returncode != 0
+    return policy == "always" or failed or returncode != 0
 
 
 @dataclass(frozen=True)

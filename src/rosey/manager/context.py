@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from rosey.bus.client import EventBus
 from rosey.config import BotConfig
 from rosey.lifecycle.states import State
+from rosey.manager.gate import StartGate
 from rosey.protocol import subjects
 from rosey.sandbox.process import Spawner
 
@@ -54,6 +55,8 @@ class ManagerContext:
         self.identity = identity
         self._on_transition = on_transition
         self._on_disabled = on_disabled
+        #: Limits how many plugins are in their spawn→ready phase at once.
+        self.start_gate = StartGate()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def data_dir(self, name: str) -> Path:

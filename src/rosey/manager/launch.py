@@ -1,0 +1,116 @@
+"""The two waits of a plugin process's life: until it is ready, and until it ends.
+
+Both also end early when a stop is requested (``stop`` is set), so a stop never waits for a
+start timeout or for a plugin to exit on its own. Nothing here changes a plugin's state: the
+supervisor reads the outcome and decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from rosey.errors import ExitedDuringStart, StartFailed, StartTimeout
+from rosey.manager.health import HealthMonitor
+from rosey.sandbox.process import PluginProcess
+
+__all__ = ["Ended", "Run", "await_ready", "run_until_exit"]
+
+log = logging.getLogger("rosey.manager")
+
+_TAIL = 8
+
+
+@dataclass
+class Run:
+    """One process incarnation of a plugin."""
+
+    process: PluginProcess
+    ready_at: float | None = None
+    #: Why the manager ended it for its health (set before the kill): a crash, not a stop.
+    kill_reason: str | None = None
+    monitor: HealthMonitor | None = None
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How a run ended without a stop request."""
+
+    returncode: int | None
+    ran_for: float = 0.0
+    start_error: StartFailed | None = None
+    kill_reason: str | None = None
+    #: The resource limit the kernel held it to when it ended (OOM kill, refused forks).
+    limit_reason: str | None = None
+
+
+async def await_ready(
+    process: PluginProcess, stop: asyncio.Event, timeout: float
+) -> StartFailed | None:
+    """None once it says ``ready`` (or once ``stop`` is set); else why it did not get there.
+
+    Why, as an error with the last stderr lines: it exited first (``ExitedDuringStart``), it
+    reported ``failed`` (``on_start`` raised, the bus was unreachable), or ``timeout`` seconds
+    passed (``StartTimeout``; the caller kills it).
+    """
+    name = process.name
+    exited = asyncio.ensure_future(process.wait())
+    stopping = asyncio.ensure_future(stop.wait())
+    receive: asyncio.Future[dict[str, Any] | None] | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                receive = asyncio.ensure_future(process.receive())
+                await asyncio.wait({receive, exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if stopping.done():
+                    return None
+                if not receive.done():
+                    return ExitedDuringStart(name, exited.result(), _tail(process))
+                message = receive.result()
+                if message is None:  # the channel closed: it is exiting
+                    return ExitedDuringStart(name, await exited, _tail(process))
+                if message.get("type") == "ready":
+                    return None
+                if message.get("type") == "failed":
+                    return StartFailed(
+                        name,
+                        f"plugin {name!r} failed to start: {message.get('error')}",
+                        _tail(process),
+                    )
+    except TimeoutError:
+        return StartTimeout(name, timeout, _tail(process))
+    finally:
+        for future in (exited, stopping, receive):
+            if future is not None and not future.done():
+                future.cancel()
+
+
+async def run_until_exit(
+    process: PluginProcess, stop: asyncio.Event, monitor: Coroutine[Any, Any, None]
+) -> bool:
+    """Run ``monitor`` (the health checks) until the process exits (False) or ``stop`` is set
+    (True); the monitor is cancelled and awaited either way. Exit is awaited, never polled."""
+    watcher = asyncio.create_task(monitor, name=f"health monitor of {process.name}")
+    watcher.add_done_callback(_monitor_done)
+    exited = asyncio.ensure_future(process.wait())
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (watcher, exited, stopping):
+            task.cancel()
+        await asyncio.wait([watcher, exited, stopping])
+    return stopping.done() and not stopping.cancelled()
+
+
+def _monitor_done(task: asyncio.Task[None]) -> None:
+    """A failing monitor is a bug: say so at once (the process keeps running unwatched)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s failed", task.get_name(), exc_info=task.exception())
+
+
+def _tail(process: PluginProcess) -> list[str]:
+    return process.stderr_tail.lines(_TAIL)
