@@ -44,8 +44,8 @@ def test_leaf_writes_the_limits_and_skips_optional_files_the_kernel_lacks(tmp_pa
     assert leaf.layers == ["cgroup-v1"]
     assert (leaf.dirs["memory"] / "memory.limit_in_bytes").read_text() == str(64 * MIB)
     assert not (leaf.dirs["memory"] / "memory.memsw.limit_in_bytes").exists()
-    assert (leaf.dirs["cpu"] / "cpu.cfs_quota_us").read_text() == "25000"
-    assert (leaf.dirs["cpu"] / "cpu.cfs_period_us").read_text() == "100000"
+    assert (leaf.dirs["cpu"] / "cpu.cfs_quota_us").read_text() == "62500"
+    assert (leaf.dirs["cpu"] / "cpu.cfs_period_us").read_text() == "250000"
     assert (leaf.dirs["pids"] / "pids.max").read_text() == "8"
     assert leaf.kill_dir == leaf.dirs["pids"]
 
@@ -104,7 +104,7 @@ def test_v2_group_delegates_controllers_and_the_leaf_writes_v2_files(tmp_path: P
     leaf = group.leaf("dice-42", ResourceLimits(memory_mb=64, cpu_percent=50, max_processes=8))
     assert set(leaf.dirs) == {"unified"}
     assert (leaf.dirs["unified"] / "memory.max").read_text() == str(64 * MIB)
-    assert (leaf.dirs["unified"] / "cpu.max").read_text() == "50000 100000"
+    assert (leaf.dirs["unified"] / "cpu.max").read_text() == "125000 250000"
     assert (leaf.dirs["unified"] / "pids.max").read_text() == "8"
     assert not (leaf.dirs["unified"] / "memory.swap.max").exists()  # optional, absent here
     assert leaf.kill_dir == leaf.dirs["unified"]
