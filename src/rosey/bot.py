@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,16 @@ from rosey.bus.client import EventBus
 from rosey.bus.server import EmbeddedServer
 from rosey.config import BotConfig
 from rosey.connectors.console import ConsoleConnector
+from rosey.manager.context import Identity, open_identity
 from rosey.manager.manager import PluginManager
+from rosey.plugins.discovery import discover
 from rosey.protocol import subjects
 from rosey.router.parse import ParsedCommand
 from rosey.router.router import Caller, Router
 from rosey.sandbox.confine import open_sandbox
+from rosey.security.identities import Credentials, IdentityBook
+from rosey.security.monitor import ViolationMonitor
+from rosey.security.violations import ViolationPolicy
 
 log = logging.getLogger("rosey")
 
@@ -87,8 +93,20 @@ class Bot:
         async with contextlib.AsyncExitStack() as stack:
             sandbox = await stack.enter_async_context(open_sandbox(state_dir))
             url = self.config.nats.url
+            book: IdentityBook | None = None
+            monitor = ViolationMonitor(
+                ViolationPolicy(
+                    self.config.security.max_violations, self.config.security.violation_window_s
+                )
+            )
             if url is None:
-                server = EmbeddedServer(state_dir / "nats")
+                # One broker identity per plugin, from the grants of every plugin found; the
+                # broker enforces them and logs every refusal, which the monitor reports.
+                book = IdentityBook()
+                book.set_plugins(effective_grants(self.config))
+                server = EmbeddedServer(
+                    state_dir / "nats", authorization=book.render(), on_line=monitor.feed
+                )
                 await server.start()
                 stack.push_async_callback(server.stop)
                 sandbox.watch_pid(server.pid)
@@ -100,22 +118,39 @@ class Bot:
                     "configuration, not enforced by Rosey",
                     url,
                 )
+            manager_creds = book.manager if book else Credentials("")
+            router_creds = book.router if book else Credentials("")
             manager_bus = EventBus(
-                url, name="rosey-manager", inbox_prefix=subjects.MANAGER_INBOX_PREFIX
+                url,
+                name="rosey-manager",
+                user=manager_creds.user or None,
+                password=manager_creds.password or None,
+                inbox_prefix=subjects.MANAGER_INBOX_PREFIX,
             )
             await manager_bus.connect()
             stack.push_async_callback(manager_bus.close)
             router_bus = EventBus(
-                url, name="rosey-router", inbox_prefix=subjects.ROUTER_INBOX_PREFIX
+                url,
+                name="rosey-router",
+                user=router_creds.user or None,
+                password=router_creds.password or None,
+                inbox_prefix=subjects.ROUTER_INBOX_PREFIX,
             )
             await router_bus.connect()
             stack.push_async_callback(router_bus.close)
 
             manager = PluginManager(
-                self.config, nats_url=url, bus=manager_bus, spawner=sandbox.spawner()
+                self.config,
+                nats_url=url,
+                bus=manager_bus,
+                spawner=sandbox.spawner(),
+                identity=_identities(book),
+                enforced=book is not None,
             )
             await manager.initialize()
             stack.push_async_callback(manager.shutdown)
+            if book is not None:
+                await stack.enter_async_context(_watching(monitor, manager))
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
@@ -126,9 +161,12 @@ class Bot:
 
             router = Router(router_bus, manager)
             admins = list(self.config.admins)
+            open_reads = self.config.security.read_access == "everyone"
 
             async def plugin_command(parsed: ParsedCommand, caller: Caller) -> list[str]:
-                return await handle_plugin_command(manager, parsed, caller, admins)
+                return await handle_plugin_command(
+                    manager, parsed, caller, admins, open_reads=open_reads
+                )
 
             router.builtins["plugin"] = plugin_command
             await router.start()
@@ -137,7 +175,10 @@ class Bot:
             await service.start()
             stack.push_async_callback(service.stop)
 
-            info = RuntimeInfo(os.getpid(), url, None, None)
+            admin = book.admin if book else None
+            info = RuntimeInfo(
+                os.getpid(), url, admin.user if admin else None, admin.password if admin else None
+            )
             runtime_path = info.write(state_dir)
             stack.callback(runtime_path.unlink, missing_ok=True)
             log.info(
@@ -168,6 +209,43 @@ class Bot:
     def _remove_signal_handlers(loop: asyncio.AbstractEventLoop) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+
+
+def effective_grants(config: BotConfig) -> dict[str, list[str]]:
+    """Every discoverable plugin's grants, config overrides applied (for broker identities)."""
+    found = discover(config.plugins_dir)
+    return {name: list(config.apply(p.manifest).permissions) for name, p in found.plugins.items()}
+
+
+def _identities(book: IdentityBook | None) -> Callable[[str], Identity]:
+    if book is None:
+        return open_identity
+
+    def identity(name: str) -> Identity:
+        creds = book.plugin(name)
+        return Identity(creds.user, creds.password, subjects.plugin_inbox_prefix(name))
+
+    return identity
+
+
+@contextlib.asynccontextmanager
+async def _watching(monitor: ViolationMonitor, manager: PluginManager) -> AsyncIterator[None]:
+    """Run the violation monitor for as long as the manager runs."""
+
+    async def disable(plugin: str, reason: str) -> object:
+        return await manager.disable_plugin(plugin, reason=reason)
+
+    def counted(plugin: str) -> None:
+        supervisor = manager.supervisors.get(plugin)
+        if supervisor is not None:
+            supervisor.violations += 1
+
+    task = asyncio.create_task(monitor.run(manager.bus, disable, counted), name="violations")
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def _console_user() -> str:

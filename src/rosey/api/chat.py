@@ -38,9 +38,18 @@ def is_admin(caller: Caller, admins: Sequence[str]) -> bool:
 
 
 async def handle_plugin_command(
-    manager: PluginManager, parsed: ParsedCommand, caller: Caller, admins: Sequence[str]
+    manager: PluginManager,
+    parsed: ParsedCommand,
+    caller: Caller,
+    admins: Sequence[str],
+    *,
+    open_reads: bool = True,
 ) -> list[str]:
-    """The reply to ``!plugin ...``, as one or more chat messages."""
+    """The reply to ``!plugin ...``, as one or more chat messages.
+
+    ``open_reads`` False (config ``security.read_access: admins``) makes every action but
+    ``help`` admin-only.
+    """
     args = list(parsed.args)
     word = args[0].lower() if args else "help"
     try:
@@ -51,7 +60,8 @@ async def handle_plugin_command(
     required = sum(1 for f in action.positional if action.request.model_fields[f].is_required())
     if not required <= len(words) <= len(action.positional):
         return [f"usage: {PREFIX} {action.usage}"]
-    if action.permission is Permission.ADMIN and not is_admin(caller, admins):
+    admin_only = action.permission is Permission.ADMIN or (not open_reads and action.name != "help")
+    if admin_only and not is_admin(caller, admins):
         who = f"{caller.platform}:{caller.username}"
         log.warning(
             "refused: %s (rank %d) is not an admin and tried: %s %s",

@@ -168,7 +168,9 @@ def _resource_lines(s: Mapping[str, Any]) -> list[str]:
         lines.append("  " + "; ".join(parts))
     permissions = ", ".join(s.get("permissions") or []) or "none"
     broker = "enforced by the broker" if s.get("enforced") else "not enforced by the broker"
-    lines.append(f"  permissions: {permissions} ({broker})")
+    violations = int(s.get("violations") or 0)
+    refused = f"; {violations} violation(s) refused" if violations else ""
+    lines.append(f"  permissions: {permissions} ({broker}{refused})")
     return lines
 
 

@@ -49,6 +49,7 @@ class Status(TypedDict):
     permissions: list[str]
     enforced: bool
     layers: NotRequired[list[str]]
+    violations: NotRequired[int]
     limits: NotRequired[Limits]
 
 
@@ -87,6 +88,7 @@ def _with_extras(manager: PluginManager, status: dict[str, Any]) -> Status:
     supervisor = manager.supervisors.get(str(status.get("name")))
     if supervisor is not None:
         status.setdefault("limits", supervisor.manifest.limits.model_dump())
+        status.setdefault("violations", int(getattr(supervisor, "violations", 0)))
         layers = getattr(supervisor, "layers", None)
         if "layers" not in status and isinstance(layers, list):
             status["layers"] = [str(layer) for layer in layers]

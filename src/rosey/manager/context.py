@@ -8,6 +8,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from rosey.bus.client import EventBus
 from rosey.config import BotConfig
@@ -50,6 +51,8 @@ class ManagerContext:
     ) -> None:
         self.config = config
         self.nats_url = nats_url
+        #: The broker's TCP port: the only one a plugin without ``network`` may connect to.
+        self.broker_port = urlsplit(nats_url).port or 4222
         self.bus = bus
         self.spawner = spawner
         self.identity = identity

@@ -60,6 +60,7 @@ async def await_ready(
     exited = asyncio.ensure_future(process.wait())
     stopping = asyncio.ensure_future(stop.wait())
     receive: asyncio.Future[dict[str, Any] | None] | None = None
+    confined = False
     try:
         async with asyncio.timeout(timeout):
             while True:
@@ -72,6 +73,14 @@ async def await_ready(
                 message = receive.result()
                 if message is None:  # the channel closed: it is exiting
                     return ExitedDuringStart(name, await exited, _tail(process))
+                if message.get("type") == "confined":
+                    # Sent by the runner before any plugin code ran, so the plugin cannot
+                    # have forged it; later copies are ignored.
+                    layers = message.get("layers")
+                    if isinstance(layers, list) and not confined:
+                        confined = True
+                        process.layers = [*process.layers, *map(str, layers)]
+                    continue
                 if message.get("type") == "ready":
                     return None
                 if message.get("type") == "failed":

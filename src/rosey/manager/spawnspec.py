@@ -25,6 +25,14 @@ def spawn_spec(ctx: ManagerContext, name: str, folder: Path, manifest: Manifest)
         "config": manifest.config,
         "stop_timeout_s": manifest.stop_timeout_s,
     }
+    if ctx.config.security.landlock:
+        # Applied by the runner to itself before any plugin code runs (sandbox/landlock.py).
+        bootstrap["sandbox"] = {
+            "read": [str(folder.resolve())],
+            "write": [str(data_dir)],
+            "connect_ports": [ctx.broker_port] if ctx.broker_port else [],
+            "network": "network" in manifest.permissions,
+        }
     return SpawnSpec(
         name=name,
         plugin_dir=folder.resolve(),

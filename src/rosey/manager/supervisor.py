@@ -57,6 +57,8 @@ class PluginSupervisor:
         self.enabled = True
         self.crash_count = 0
         self.restart_count = 0
+        #: Permission violations the broker reported for this plugin (security monitor).
+        self.violations = 0
         self.last_exit_code: int | None = None
         self.last_error: str | None = None
         #: The last_error is a dependency problem (cleared once the plugin starts).

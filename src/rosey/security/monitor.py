@@ -27,7 +27,6 @@ class ViolationMonitor:
     def __init__(self, policy: ViolationPolicy) -> None:
         self.policy = policy
         self._queue: asyncio.Queue[Violation] = asyncio.Queue()
-        self._disabled: set[str] = set()
 
     def feed(self, line: str) -> None:
         """One server log line (sync: called from the server's log pump)."""
@@ -38,12 +37,9 @@ class ViolationMonitor:
     def count(self, plugin: str) -> int:
         return self.policy.totals.get(plugin, 0)
 
-    def forgive(self, plugin: str) -> None:
-        """An operator re-enabled the plugin: its window starts empty."""
-        self.policy.forget(plugin)
-        self._disabled.discard(plugin)
-
-    async def run(self, bus: EventBus, disable: Disable) -> None:
+    async def run(
+        self, bus: EventBus, disable: Disable, counted: Callable[[str], None] | None = None
+    ) -> None:
         """Report violations until cancelled."""
         while True:
             violation = await self._queue.get()
@@ -64,8 +60,11 @@ class ViolationMonitor:
             except RoseyError as exc:
                 log.warning("security: cannot publish a violation report: %s", exc)
             crossed = self.policy.record(violation.plugin, time.monotonic())
-            if crossed and violation.plugin not in self._disabled:
-                self._disabled.add(violation.plugin)
+            if counted is not None:
+                counted(violation.plugin)
+            if crossed:
+                # Counting starts afresh: after an operator enables it again, it gets a new window.
+                self.policy.forget(violation.plugin)
                 reason = (
                     f"disabled after more than {self.policy.max_violations} permission violations "
                     f"within {self.policy.window_s:g} s (last: {violation.detail})"

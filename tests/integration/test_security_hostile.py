@@ -1,0 +1,180 @@
+"""A hostile plugin tries forbidden things; each is refused, reported, and nobody else suffers.
+
+The refusals come from outside the plugin: the broker (per-plugin identity, allow-lists) and
+the kernel (Landlock, dropped capabilities). The reports come from the broker's own log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from botproc import EXAMPLE_PLUGINS, FIXTURE_PLUGINS, BotProcess, run_bot
+
+HOSTILE = FIXTURE_PLUGINS / "hostile"
+DICE = EXAMPLE_PLUGINS / "dice"
+PUBLISH_TARGETS = [
+    "rosey.manager.stop",
+    "rosey.manager.disable",
+    "rosey.commands.dice.execute",
+    "rosey.events.message",
+    "rosey.security.violation",
+    "rosey.manager.events.dice",
+    "rosey.commands.dice.error",
+    "rosey.plugins.dice.hacked",
+    "rosey.platform.console.send",
+    "_INBOX_dice.forged",
+    "$JS.API.STREAM.CREATE.steal",
+]
+SUBSCRIBE_TARGETS = [
+    ">",
+    "rosey.commands.dice.execute",
+    "rosey.events.message",
+    "_INBOX_ROUTER.>",
+    "rosey.manager.>",
+]
+
+
+def _none_exist(*paths: Path) -> bool:
+    return not any(path.exists() for path in paths)
+
+
+async def _attack(bot: BotProcess, tmp_path: Path) -> tuple[dict[str, str], int]:
+    """Run ``!attack``; its OS outcomes and how many connections a decoy port received."""
+    connections = 0
+
+    def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        writer.close()
+
+    decoy = await asyncio.start_server(accepted, "127.0.0.1", 0)
+    port = decoy.sockets[0].getsockname()[1]
+    listing = (await bot.manage("list"))["result"]["plugins"]
+    dice_pid = next(p["stats"]["pid"] for p in listing if p["name"] == "dice")
+    args = [
+        str(bot.pid),
+        str(dice_pid),
+        str(bot.state_dir / "data" / "dice"),
+        str(bot.state_dir),
+        str(port),
+    ]
+    try:
+        reply = await bot.chat("!attack " + " ".join(args), timeout=20)
+    finally:
+        decoy.close()
+        await decoy.wait_closed()
+    return json.loads(reply), connections
+
+
+async def test_every_forbidden_attempt_is_refused_and_reported(tmp_path: Path) -> None:
+    config = "security: {max_violations: 1000}\n"
+    async with run_bot(tmp_path, plugins_dirs=[DICE, HOSTILE], config=config) as bot:
+        assert bot.nc is not None
+        seen: list[Msg] = []
+        violations: list[dict[str, Any]] = []
+        all_reported = asyncio.Event()
+        wanted = {("publish", s) for s in PUBLISH_TARGETS} | {
+            ("subscribe", s) for s in SUBSCRIBE_TARGETS
+        }
+
+        async def spy(msg: Msg) -> None:
+            seen.append(msg)
+
+        async def on_violation(msg: Msg) -> None:
+            violations.append(json.loads(msg.data))
+            if wanted <= {(v["kind"], v["subject"]) for v in violations}:
+                all_reported.set()
+
+        await bot.nc.subscribe(">", cb=spy)
+        await bot.nc.subscribe("rosey.security.violation", cb=on_violation)
+        await bot.nc.flush()
+        before = await bot.manage("status", {"plugin": "dice"})
+        assert await bot.chat("!roll 1d1", user="ann") == "ann rolled 1d1: 🎲 1"
+
+        outcomes, connections = await _attack(bot, tmp_path)
+
+        # Kernel: every OS-level attempt met a refusal.
+        assert len(outcomes) >= 12
+        allowed = {what: how for what, how in outcomes.items() if not how.startswith("refused")}
+        assert allowed == {}
+        assert connections == 0
+        assert _none_exist(
+            bot.state_dir / "data" / "dice" / "owned",
+            HOSTILE / "owned",
+            Path("/tmp/rosey-hostile-owned"),
+        )
+
+        # Broker: every bus attempt was refused (nothing reached anyone) and reported.
+        async with asyncio.timeout(15):
+            await all_reported.wait()
+        assert all(v["plugin"] == "hostile" for v in violations)
+        assert not [m.subject for m in seen if b'"evil"' in m.data]
+        status = await bot.manage("status", {"plugin": "hostile"})
+        assert status["ok"] is True
+        result = status["result"]
+        assert result["enforced"] is True
+        assert result["violations"] >= len(wanted)
+        assert result["state"] == "running"
+        assert {"landlock-net", "landlock-signals", "no-capabilities"} <= set(result["layers"])
+        assert any(layer.startswith("landlock-abi") for layer in result["layers"])
+        assert any("security: plugin hostile" in line for line in bot.log)
+
+        # Everyone else is unharmed and keeps answering.
+        after = await bot.manage("status", {"plugin": "dice"})
+        assert after["result"]["stats"]["pid"] == before["result"]["stats"]["pid"]
+        assert after["result"]["state"] == "running"
+        assert await bot.chat("!roll 1d1", user="bob") == "bob rolled 1d1: 🎲 1"
+        assert bot.proc.returncode is None
+
+
+async def test_a_plugin_over_the_violation_limit_is_disabled_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    config = "security: {max_violations: 5, violation_window_s: 60}\n"
+    async with run_bot(tmp_path, plugins_dirs=[DICE, HOSTILE], config=config) as bot:
+        assert bot.nc is not None
+        events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+        async def on_event(msg: Msg) -> None:
+            await events.put(json.loads(msg.data))
+
+        await bot.nc.subscribe("rosey.manager.events.hostile", cb=on_event)
+        await bot.nc.flush()
+        await _attack(bot, tmp_path)
+        async with asyncio.timeout(20):
+            while (event := await events.get())["state"] != "disabled":
+                pass
+        assert "permission violations" in event["reason"]
+        status = (await bot.manage("status", {"plugin": "hostile"}))["result"]
+        assert status["state"] == "disabled"
+        assert "more than 5 permission violations" in status["last_error"]
+        assert "!attack: plugin hostile is not running" in await bot.chat("!attack 1 2 3 4 5")
+        assert await bot.chat("!roll 1d1") == "tester rolled 1d1: 🎲 1"
+
+
+async def test_external_server_mode_says_not_enforced_and_warns_once(
+    tmp_path: Path, nats_url: str
+) -> None:
+    async with run_bot(tmp_path, plugins_dirs=[DICE], extra_args=["--nats-url", nats_url]) as bot:
+        assert bot.runtime["nats_url"] == nats_url
+        assert bot.runtime["user"] is None
+        assert await bot.chat("!roll 1d1") == "tester rolled 1d1: 🎲 1"
+        status = (await bot.manage("status", {"plugin": "dice"}))["result"]
+        assert status["enforced"] is False
+        warnings = [line for line in bot.log if "not enforced by Rosey" in line]
+        assert len(warnings) == 1
+
+
+async def test_reads_can_be_restricted_to_admins(tmp_path: Path) -> None:
+    config = "admins: [console, 'test:boss']\nsecurity: {read_access: admins}\n"
+    async with run_bot(tmp_path, plugins_dirs=[DICE], config=config) as bot:
+        assert "is not allowed to" in await bot.chat("!plugin list", user="mallory")
+        assert "is not allowed to" in await bot.chat("!plugin status dice", user="mallory")
+        assert "dice" in await bot.chat("!plugin list", user="boss")
+        assert "not allowed" not in await bot.chat("!plugin help", user="mallory")
+        assert any("refused: test:mallory" in line for line in bot.log)
