@@ -23,9 +23,11 @@ from typing import Any
 from rosey.api.chat import handle_plugin_command
 from rosey.api.nats_face import ManagementService
 from rosey.bus.client import EventBus
+from rosey.bus.kv import KeyValue
 from rosey.bus.server import EmbeddedServer
 from rosey.config import BotConfig
 from rosey.connectors.console import ConsoleConnector
+from rosey.errors import RoseyError
 from rosey.manager.context import Identity, open_identity
 from rosey.manager.manager import PluginManager
 from rosey.plugins.discovery import discover
@@ -151,6 +153,7 @@ class Bot:
             stack.push_async_callback(manager.shutdown)
             if book is not None:
                 await stack.enter_async_context(_watching(monitor, manager))
+                await _create_buckets(book, manager_bus)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
@@ -215,6 +218,17 @@ def effective_grants(config: BotConfig) -> dict[str, list[str]]:
     """Every discoverable plugin's grants, config overrides applied (for broker identities)."""
     found = discover(config.plugins_dir)
     return {name: list(config.apply(p.manifest).permissions) for name, p in found.plugins.items()}
+
+
+async def _create_buckets(book: IdentityBook, bus: EventBus) -> None:
+    """Create the buckets of plugins with the ``storage`` grant (they may not create streams)."""
+    for name in book.plugins():
+        bucket = book.permissions(name).kv_bucket
+        if bucket is not None:
+            try:
+                await KeyValue.open(bus, bucket, description=f"storage of plugin {name}")
+            except RoseyError as exc:
+                log.error("cannot create the storage bucket of %s: %s", name, exc)
 
 
 def _identities(book: IdentityBook | None) -> Callable[[str], Identity]:

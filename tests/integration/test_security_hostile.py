@@ -178,3 +178,15 @@ async def test_reads_can_be_restricted_to_admins(tmp_path: Path) -> None:
         assert "dice" in await bot.chat("!plugin list", user="boss")
         assert "not allowed" not in await bot.chat("!plugin help", user="mallory")
         assert any("refused: test:mallory" in line for line in bot.log)
+
+
+async def test_storage_grant_gives_its_own_bucket_and_nobody_elses(tmp_path: Path) -> None:
+    kv_user = FIXTURE_PLUGINS / "kv_user"
+    async with run_bot(tmp_path, plugins_dirs=[DICE, kv_user]) as bot:
+        assert await bot.chat("!kvset colour blue") == "stored colour"
+        assert await bot.chat("!kvget colour") == "blue"
+        restarted = await bot.manage("restart", {"plugin": "kv_user"})
+        assert restarted["ok"] is True
+        assert await bot.chat("!kvget colour") == "blue"
+        assert (await bot.chat("!kvsteal dice")).startswith("refused")
+        assert (await bot.chat("!kvsteal manager")).startswith("refused")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from rosey.protocol import subjects
 
 if TYPE_CHECKING:
+    from rosey.bus.kv import KeyValue
     from rosey.sdk.runtime import PluginRuntime
 
 __all__ = [
@@ -131,6 +132,11 @@ class Plugin:
     async def call(self, plugin: str, command: str, *args: str, timeout: float = 5.0) -> str | None:
         """Run another plugin's command (needs ``plugins.call:<plugin>``); its reply text."""
         return await self._require_runtime().call(plugin, command, list(args), timeout=timeout)
+
+    async def storage(self) -> KeyValue:
+        """The plugin's own key-value bucket (needs the ``storage`` grant): ``get``/``put``/
+        ``delete`` of bytes values. With the embedded server the bot creates the bucket."""
+        return await self._require_runtime().storage()
 
     def _require_runtime(self) -> PluginRuntime:
         if self._runtime is None:

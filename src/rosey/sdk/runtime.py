@@ -13,12 +13,15 @@ import asyncio
 import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rosey.bus.client import EventBus, Message, Subscription
 from rosey.errors import BusError, NoResponders, RequestTimeout
 from rosey.protocol import subjects, wire
 from rosey.sdk.plugin import CommandContext, Plugin, PluginCallError, UsageError, User
+
+if TYPE_CHECKING:
+    from rosey.bus.kv import KeyValue
 
 log = logging.getLogger("rosey.sdk")
 
@@ -37,6 +40,7 @@ class PluginRuntime:
         self._subscriptions: list[Subscription] = []
         self._command_sub: Subscription | None = None
         self._ping_sub: Subscription | None = None
+        self._storage: KeyValue | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._accepting = False
         self._started_at = time.monotonic()
@@ -168,6 +172,14 @@ class PluginRuntime:
             await method(msg.json())
 
         return deliver
+
+    async def storage(self) -> KeyValue:
+        """The plugin's bucket, opened once (``rosey_<name>``)."""
+        if self._storage is None:
+            from rosey.bus.kv import KeyValue
+
+            self._storage = await KeyValue.open(self.bus, subjects.kv_bucket(self.plugin.name))
+        return self._storage
 
     # -- outbound -----------------------------------------------------------------------------
 

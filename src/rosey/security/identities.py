@@ -60,6 +60,9 @@ class IdentityBook:
         for name in self._permissions:
             self._plugins.setdefault(name, Credentials(plugin_user(name), _secret()))
 
+    def plugins(self) -> list[str]:
+        return sorted(self._permissions)
+
     def plugin(self, name: str) -> Credentials:
         return self._plugins[name]
 
