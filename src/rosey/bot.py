@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,6 +154,9 @@ class Bot:
             if book is not None:
                 await stack.enter_async_context(_watching(monitor, manager))
                 await _create_buckets(book, manager_bus)
+                manager.on_plugins_added = _identities_for_new_plugins(
+                    self.config, book, server, manager_bus
+                )
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
@@ -229,6 +232,25 @@ async def _create_buckets(book: IdentityBook, bus: EventBus) -> None:
                 await KeyValue.open(bus, bucket, description=f"storage of plugin {name}")
             except RoseyError as exc:
                 log.error("cannot create the storage bucket of %s: %s", name, exc)
+
+
+def _identities_for_new_plugins(
+    config: BotConfig, book: IdentityBook, server: EmbeddedServer, bus: EventBus
+) -> Callable[[list[str]], Awaitable[None]]:
+    """Give plugins found by ``rescan`` their broker identities before they can start.
+
+    A reload keeps every connection; replies in flight survive because every reply subject
+    is a fixed inbox prefix, not an ``allow_responses`` grant. The new config is validated
+    with ``nats-server -t`` before the server is signalled (``EmbeddedServer.reload``).
+    """
+
+    async def added(names: list[str]) -> None:
+        book.set_plugins(effective_grants(config))
+        await server.reload(book.render())
+        log.info("broker identities added for %s", ", ".join(names))
+        await _create_buckets(book, bus)
+
+    return added
 
 
 def _identities(book: IdentityBook | None) -> Callable[[str], Identity]:

@@ -451,7 +451,7 @@ async def test_long_chat_output_is_split_into_numbered_messages(bot: BotProcess)
             "frobnicate",
             b"{}",
             "unknown action 'frobnicate'; actions: list, status, start, stop, restart, enable, "
-            "disable, logs",
+            "disable, logs, help, rescan",
         ),
         ("events", b"", "unknown action 'events'"),
     ],

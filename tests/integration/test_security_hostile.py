@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
+import nats
 from nats.aio.msg import Msg
 
 from botproc import EXAMPLE_PLUGINS, FIXTURE_PLUGINS, BotProcess, run_bot
+from helpers import eventually
 
 HOSTILE = FIXTURE_PLUGINS / "hostile"
 DICE = EXAMPLE_PLUGINS / "dice"
@@ -190,3 +193,53 @@ async def test_storage_grant_gives_its_own_bucket_and_nobody_elses(tmp_path: Pat
         assert await bot.chat("!kvget colour") == "blue"
         assert (await bot.chat("!kvsteal dice")).startswith("refused")
         assert (await bot.chat("!kvsteal manager")).startswith("refused")
+
+
+async def test_a_plugin_added_at_runtime_gets_its_identity_without_breaking_replies(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "plugins"
+    shutil.copytree(DICE, folder / "dice")
+    shutil.copytree(FIXTURE_PLUGINS / "sdk_probe", folder / "sdk_probe")
+    async with run_bot(tmp_path, plugins_dirs=[folder]) as bot:
+        before = {
+            p["name"]: p["stats"]["pid"] for p in (await bot.manage("list"))["result"]["plugins"]
+        }
+        assert (await bot.manage("rescan"))["result"] == {"added": []}
+        slow = asyncio.ensure_future(bot.chat("!slow 1.5 in-flight", timeout=20))
+        # Plugins may only reply to the core's inboxes: ping it the way the manager does.
+        pinger = await nats.connect(
+            bot.runtime["nats_url"],
+            user=bot.runtime["user"],
+            password=bot.runtime["password"],
+            inbox_prefix="_INBOX_MANAGER",
+        )
+
+        async def inside() -> bool:
+            ping = await pinger.request("rosey.health.sdk_probe.ping", b"{}", timeout=2)
+            return bool(json.loads(ping.data).get("in_flight") == 1)
+
+        try:
+            await eventually(inside, 10, "the slow command is inside the plugin")
+        finally:
+            await pinger.close()
+        shutil.copytree(FIXTURE_PLUGINS / "kv_user", folder / "kv_user")
+        rescan = await bot.manage("rescan")
+        assert rescan["ok"] is True
+        assert [s["name"] for s in rescan["result"]["added"]] == ["kv_user"]
+        assert rescan["result"]["added"][0]["state"] == "stopped"
+        assert await slow == "slow 1.5 in-flight done"
+        assert any("Reloaded server configuration" in line for line in _server_log(bot))
+        started = await bot.manage("start", {"plugin": "kv_user"})
+        assert started["result"]["state"] == "running"
+        assert await bot.chat("!kvset a b") == "stored a"
+        assert (await bot.chat("!kvsteal dice")).startswith("refused")
+        after = {
+            p["name"]: p["stats"]["pid"] for p in (await bot.manage("list"))["result"]["plugins"]
+        }
+        assert {k: after[k] for k in before} == before
+        assert await bot.chat("!roll 1d1") == "tester rolled 1d1: 🎲 1"
+
+
+def _server_log(bot: BotProcess) -> list[str]:
+    return (bot.state_dir / "nats" / "nats-server.log").read_text().splitlines()

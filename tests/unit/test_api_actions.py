@@ -15,7 +15,7 @@ DESIGN_ACTIONS = ["list", "status", "start", "stop", "restart", "enable", "disab
 
 def test_every_design_action_is_registered_in_design_order() -> None:
     assert list(ACTIONS)[: len(DESIGN_ACTIONS)] == DESIGN_ACTIONS
-    assert set(ACTIONS) == {*DESIGN_ACTIONS, "help"}
+    assert set(ACTIONS) == {*DESIGN_ACTIONS, "help", "rescan"}
 
 
 @pytest.mark.parametrize(
@@ -47,7 +47,7 @@ def test_unknown_action_names_the_actions() -> None:
     assert caught.value.code == "bad_request"
     assert str(caught.value) == (
         "unknown action 'frobnicate'; actions: list, status, start, stop, restart, enable, "
-        "disable, logs, help"
+        "disable, logs, help, rescan"
     )
 
 

@@ -210,6 +210,11 @@ def result_lines(action: str, mutating: bool, result: Any, *, prefix: str) -> li
         return list(result["lines"]) or [f"(nothing in the log of {result['plugin']} yet)"]
     if action == "help":
         return help_lines(result, prefix)
+    if action == "rescan":
+        added = result["added"]
+        if not added:
+            return ["rescan: no new plugins"]
+        return [f"rescan: added {len(added)} plugin(s), stopped until started:", *list_lines(added)]
     if isinstance(result, Mapping) and "state" in result and "name" in result:
         return done_lines(action, result, prefix) if mutating else status_lines(result)
     return json.dumps(result, indent=2, ensure_ascii=False).splitlines()

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from rosey.bus.client import EventBus, Message, Subscription
@@ -87,6 +87,8 @@ class PluginManager:
         self._dependents: dict[str, list[str]] = {}
         #: Dependency problems that no runtime action can fix (missing, cycle, blocked by those).
         self._problems: dict[str, DependencyError] = {}
+        #: Called with the names of plugins ``rescan`` found, before they can start.
+        self.on_plugins_added: Callable[[list[str]], Awaitable[None]] | None = None
         self._subscriptions: list[Subscription] = []
         self._closing = False
 
@@ -127,7 +129,47 @@ class PluginManager:
             manifest = manifest.model_copy(update={"health": health})
         return manifest
 
+    async def rescan(self) -> list[str]:
+        """Discover plugins installed since start and add them, stopped; their names.
+
+        Plugins already known are left exactly as they are (a changed manifest needs a bot
+        restart). ``on_plugins_added`` runs before the new plugins become startable: the bot
+        uses it to give them broker identities.
+        """
+        found = discover(self.config.plugins_dir)
+        added: list[PluginSupervisor] = []
+        for name, plugin in sorted(found.plugins.items()):
+            if name in self.supervisors:
+                continue
+            manifest = self._effective_manifest(plugin)
+            taken = [c for c in manifest.commands if c in self._commands]
+            if taken:
+                log.error(
+                    "plugin %s skipped: %s",
+                    name,
+                    ", ".join(
+                        f"!{c} is already claimed by plugin {self._commands[c]!r}" for c in taken
+                    ),
+                )
+                continue
+            added.append(PluginSupervisor(plugin, manifest, self.ctx))
+        if not added:
+            return []
+        names = [s.name for s in added]
+        if self.on_plugins_added is not None:
+            await self.on_plugins_added(names)
+        for supervisor in added:
+            self.supervisors[supervisor.name] = supervisor
+            for command in supervisor.manifest.commands:
+                self._commands[command] = supervisor.name
+        self._resolve()
+        for supervisor in added:
+            await self._apply_desired(supervisor.name, supervisor)
+        log.info("rescan: added %s", ", ".join(names))
+        return names
+
     def _resolve(self) -> None:
+        self._problems = {}
         self._graph = {n: tuple(s.manifest.dependencies) for n, s in self.supervisors.items()}
         self._resolution = resolution = resolve(self._graph)
         self._dependents = {name: [] for name in self._graph}
