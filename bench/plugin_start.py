@@ -15,62 +15,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import psutil
+from floor import floor_once, summary, write_trivial_plugins
 
 from rosey.bus.server import EmbeddedServer
 from rosey.protocol import subjects
 from rosey.sandbox.confine import open_sandbox
 from rosey.sandbox.process import PlainSpawner, PluginProcess, SpawnSpec
 
-TRIVIAL_MANIFEST = "name: trivial\nversion: 1.0.0\nentrypoint: trivial:Trivial\ncommands: [ping]\n"
-TRIVIAL_MODULE = (
-    "from rosey.sdk import Plugin, command\n\n"
-    "class Trivial(Plugin):\n"
-    "    @command('ping')\n"
-    "    async def ping(self, ctx):\n"
-    "        return 'pong'\n"
-)
-FLOOR_SCRIPT = """
-import asyncio, os, sys
-import nats
-async def main():
-    nc = await nats.connect(sys.argv[1])
-    await nc.publish("bench.floor", b"up")
-    await nc.flush()
-    os.write(int(sys.argv[2]), b"r")
-    await asyncio.sleep(3600)
-asyncio.run(main())
-"""
-
 
 def write_trivial_plugin(root: Path) -> Path:
-    folder = root / "plugins" / "trivial"
-    folder.mkdir(parents=True)
-    (folder / "plugin.yaml").write_text(TRIVIAL_MANIFEST)
-    (folder / "trivial.py").write_text(TRIVIAL_MODULE)
-    return folder
-
-
-async def floor_once(url: str) -> float:
-    read_fd, write_fd = os.pipe()
-    started = time.perf_counter()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-I", "-c", FLOOR_SCRIPT, url, str(write_fd), pass_fds=(write_fd,)
-    )
-    os.close(write_fd)
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, os.read, read_fd, 1)
-    elapsed = time.perf_counter() - started
-    os.close(read_fd)
-    proc.kill()
-    await proc.wait()
-    return elapsed
+    return write_trivial_plugins(root / "plugins", 1, "trivial") / "trivial0"
 
 
 async def spawn_ready(spawner: PlainSpawner, spec: SpawnSpec) -> tuple[float, PluginProcess]:
@@ -84,12 +44,6 @@ async def spawn_ready(spawner: PlainSpawner, spec: SpawnSpec) -> tuple[float, Pl
             )
         if message.get("type") == "ready":
             return time.perf_counter() - started, process
-
-
-def summary(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
-    return statistics.median(ordered), p90
 
 
 async def main(runs: int) -> None:

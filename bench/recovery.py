@@ -19,12 +19,13 @@ import asyncio
 import logging
 import os
 import signal
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from floor import floor_once, summary, write_trivial_plugins
 
 from rosey.bus.client import EventBus
 from rosey.bus.server import EmbeddedServer
@@ -34,55 +35,7 @@ from rosey.manager.manager import PluginManager
 from rosey.manager.supervisor import PluginSupervisor
 from rosey.protocol import subjects
 
-TRIVIAL_MODULE = "from rosey.sdk import Plugin\n\n\nclass Trivial(Plugin):\n    pass\n"
-FLOOR_SCRIPT = """
-import asyncio, os, sys
-import nats
-async def main():
-    nc = await nats.connect(sys.argv[1])
-    await nc.publish("bench.floor", b"up")
-    await nc.flush()
-    os.write(int(sys.argv[2]), b"r")
-    await asyncio.sleep(3600)
-asyncio.run(main())
-"""
 TARGET = 1.3
-
-
-def write_plugins(root: Path, count: int, prefix: str) -> Path:
-    """``count`` trivial plugins ``<prefix>0 ...`` under ``root``."""
-    root.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        folder = root / f"{prefix}{i}"
-        folder.mkdir()
-        (folder / "plugin.yaml").write_text(
-            f"name: {prefix}{i}\nversion: 1.0.0\nentrypoint: trivial:Trivial\n"
-        )
-        (folder / "trivial.py").write_text(TRIVIAL_MODULE)
-    return root
-
-
-async def floor_once(url: str) -> float:
-    read_fd, write_fd = os.pipe()
-    started = time.perf_counter()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-I", "-c", FLOOR_SCRIPT, url, str(write_fd), pass_fds=(write_fd,)
-    )
-    os.close(write_fd)
-    loop = asyncio.get_running_loop()
-    try:
-        await loop.run_in_executor(None, os.read, read_fd, 1)
-        return time.perf_counter() - started
-    finally:
-        os.close(read_fd)
-        proc.kill()
-        await proc.wait()
-
-
-def summary(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
-    return statistics.median(ordered), p90
 
 
 async def manager_on(url: str, plugins: Path, state: Path) -> tuple[PluginManager, EventBus]:
@@ -108,7 +61,7 @@ def replaced(old: int) -> Callable[[PluginSupervisor], bool]:
 
 async def recovery(url: str, root: Path, kills: int) -> tuple[list[float], list[float]]:
     """(recovery times, floor times), interleaved so drift hits both alike."""
-    plugins = write_plugins(root / "recovery-plugins", 1, "victim")
+    plugins = write_trivial_plugins(root / "recovery-plugins", 1, "victim")
     manager, bus = await manager_on(url, plugins, root / "recovery-state")
     supervisor = manager.supervisors["victim0"]
     times: list[float] = []
@@ -132,7 +85,7 @@ async def recovery(url: str, root: Path, kills: int) -> tuple[list[float], list[
 
 
 async def start_all(url: str, root: Path, count: int) -> float:
-    plugins = write_plugins(root / "start-all-plugins", count, "p")
+    plugins = write_trivial_plugins(root / "start-all-plugins", count, "p")
     manager, bus = await manager_on(url, plugins, root / "start-all-state")
     try:
         started = time.perf_counter()
