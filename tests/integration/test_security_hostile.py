@@ -123,6 +123,10 @@ async def test_every_forbidden_attempt_is_refused_and_reported(tmp_path: Path) -
         assert result["enforced"] is True
         assert result["violations"] >= len(wanted)
         assert result["state"] == "running"
+        assert result["resources"]["processes"] >= 1
+        assert result["resources"]["threads"] >= 1
+        assert result["resources"]["open_files"] >= 0
+        assert "thread(s)" in await bot.chat("!plugin status hostile")
         assert {"landlock-net", "landlock-signals", "no-capabilities"} <= set(result["layers"])
         assert any(layer.startswith("landlock-abi") for layer in result["layers"])
         assert any("security: plugin hostile" in line for line in bot.log)

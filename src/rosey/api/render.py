@@ -152,7 +152,14 @@ def _resource_lines(s: Mapping[str, Any]) -> list[str]:
             cpu += f" of {limits['cpu_percent']}%"
         memory = f"memory {_number(stats.get('memory_mb'))}"
         memory += f" of {limits['memory_mb']} MB" if "memory_mb" in limits else " MB"
-        lines.append(f"  pid {stats.get('pid')}: {cpu}, {memory}")
+        tree = s.get("resources") or {}
+        extra = (
+            f", {tree['processes']} process(es), {tree['threads']} thread(s), "
+            f"{tree['open_files']} open file(s)"
+            if tree
+            else ""
+        )
+        lines.append(f"  pid {stats.get('pid')}: {cpu}, {memory}{extra}")
     else:
         lines.append("  not running")
     parts = []

@@ -50,6 +50,7 @@ class Status(TypedDict):
     enforced: bool
     layers: NotRequired[list[str]]
     violations: NotRequired[int]
+    resources: NotRequired[dict[str, int]]
     limits: NotRequired[Limits]
 
 
@@ -89,6 +90,13 @@ def _with_extras(manager: PluginManager, status: dict[str, Any]) -> Status:
     if supervisor is not None:
         status.setdefault("limits", supervisor.manifest.limits.model_dump())
         status.setdefault("violations", int(getattr(supervisor, "violations", 0)))
+        sample = getattr(supervisor, "last_sample", None)
+        if sample is not None and "resources" not in status:
+            status["resources"] = {
+                "processes": sample.processes,
+                "threads": sample.threads,
+                "open_files": sample.open_files,
+            }
         layers = getattr(supervisor, "layers", None)
         if "layers" not in status and isinstance(layers, list):
             status["layers"] = [str(layer) for layer in layers]

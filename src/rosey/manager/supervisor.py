@@ -59,6 +59,8 @@ class PluginSupervisor:
         self.restart_count = 0
         #: Permission violations the broker reported for this plugin (security monitor).
         self.violations = 0
+        #: The sample the last status was built from (faces show its thread/file counts).
+        self.last_sample: TreeSample | None = None
         self.last_exit_code: int | None = None
         self.last_error: str | None = None
         #: The last_error is a dependency problem (cleared once the plugin starts).
@@ -159,11 +161,13 @@ class PluginSupervisor:
         run = self._run
         if run is None or run.process.returncode is not None:
             self._status_sampler = None
+            self.last_sample = None
             return None
         process = run.process
         if self._status_sampler is None or self._status_sampler.pid != process.pid:
             self._status_sampler = TreeSampler(process.pid, process.confinement.members)
-        return self._status_sampler.sample()
+        self.last_sample = self._status_sampler.sample()
+        return self.last_sample
 
     # -- commands -----------------------------------------------------------------------------
 
