@@ -1,0 +1,384 @@
+"""Rosey's plugin manager next to supervisord and circus: the same N children, one run, one table.
+
+    .venv/bin/python bench/supervisors.py [--n 20 100] [--kills 20] [--idle-seconds 30]
+        [--profile fast|default] [--systems rosey,supervisord,circus]
+
+Every system runs as its own process on this machine, started the way its operator starts it
+(``rosey run --no-console``, ``supervisord -n``, ``circusd``) with its API on 127.0.0.1, and
+supervises N trivial Python children that import nats, connect to one nats-server this bench
+runs (Rosey in external-server mode, so all children talk to the same broker), announce
+themselves and sleep. For Rosey the children are trivial plugins (announcing in ``on_start``).
+
+Measured for each N and system (wall-clock timestamps throughout):
+
+- **all up**: launch of the supervisor → the last child up *in the system's own terms*, read
+  from the system's own record so that observing does not change it: Rosey, the ``running``
+  state events (``rosey.manager.events.*``, i.e. ready after the readiness handshake);
+  supervisord, the ``entered RUNNING state`` lines of its log (polling its XML-RPC API would
+  wake its event loop and speed up its transitions); circus, the ``started`` time of every
+  active process (``stats`` command).
+- **all connected**: launch → the last child announced itself on NATS: the same
+  "Python started, nats connected" event for all three, the fair comparison.
+- **recovery**: SIGKILL of one child (round robin, ``--kills`` times) → replacement up (own
+  terms) and connected; median and p90.
+- **idle**: the supervisor process's own CPU (% of one core) and RSS over ``--idle-seconds``
+  with the largest N (Rosey with its default health pings and resource samples every 10 s).
+- **stop**: SIGTERM to the supervisor → every child gone.
+- **orphans**: a fresh launch, then SIGKILL of the supervisor; its descendants still alive 1 s
+  later (they are killed by this bench afterwards).
+
+The **floor** is the same child spawned by this bench directly: once (median/p90 over
+``--kills`` runs) and N at once (all connected). Targets (issue "Benchmarks"): Rosey's
+recovery ≤ 1.3 × floor, all-ready for 100 ≤ 1.3 × floor, idle CPU ≤ 1 % of a core, 0 orphans.
+Settings per ``--profile`` are in ``PROFILES`` and docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nats
+import psutil
+from drivers import CHILD_SCRIPT, PROFILES, SYSTEMS, Board, Profile, System, alive, poll
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from rosey.bus.server import EmbeddedServer
+
+TIMEOUT = 120.0  # seconds for any one wait; a healthy run is far below
+
+
+@dataclass
+class Figures:
+    """What one system (or the floor) scored for one N; None: not measured."""
+
+    all_up: float | None = None
+    spawn_to_all_up: float | None = None
+    ideal_all: float | None = None  # floor only: N × single spawn ÷ cores
+    all_connected: float | None = None
+    recovery_up: list[float] = field(default_factory=list)
+    recovery_connected: list[float] = field(default_factory=list)
+    idle_cpu: float | None = None
+    idle_rss: float | None = None
+    stop: float | None = None
+    orphans: int | None = None
+
+
+class Announcements:
+    """Every child says ``{"pid", "t"}`` on ``bench.up.<name>`` or ``rosey.plugins.<name>.up``."""
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self.board = Board()
+
+    async def start(self) -> None:
+        async def on_up(msg: Msg) -> None:
+            parts = msg.subject.split(".")
+            name = parts[2]
+            body = json.loads(msg.data)
+            self.board.put(name, int(body["pid"]), float(body["t"]))
+
+        await self.nc.subscribe("bench.up.*", cb=on_up)
+        await self.nc.subscribe("rosey.plugins.*.up", cb=on_up)
+        await self.nc.flush()
+
+
+def since(board: Board, name: str, t: float, other_than: int = 0) -> Callable[[], bool]:
+    """``name`` has an entry from ``t`` on (with a pid other than ``other_than``)."""
+    return lambda: board.since(name, t) and board.pid(name) != other_than
+
+
+def pid_of(board: Board, name: str) -> int:
+    pid = board.pid(name)
+    if pid is None:
+        raise RuntimeError(f"no pid announced by {name}")
+    return pid
+
+
+def p90(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+
+
+async def floor(root: Path, url: str, ann: Announcements, n: int, runs: int) -> Figures:
+    """The bare child spawned by this process: ``runs`` times alone, then ``n`` at once."""
+    script = root / "child.py"
+    figures = Figures()
+
+    async def spawn(name: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-I", str(script), name, url, stdin=asyncio.subprocess.DEVNULL
+        )
+
+    async def end(procs: list[asyncio.subprocess.Process]) -> None:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+        for proc in procs:
+            await proc.wait()
+
+    for i in range(runs + 1):
+        name = f"floor{i}"
+        started = time.time()
+        proc = await spawn(name)
+        try:
+            await ann.board.wait(since(ann.board, name, started), TIMEOUT)
+        finally:
+            await end([proc])
+        if i > 0:  # the first run warms the page cache
+            figures.recovery_connected.append(ann.board.at(name) - started)
+    names = [f"floorall{i}" for i in range(n)]
+    started = time.time()
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        for name in names:
+            procs.append(await spawn(name))
+        await ann.board.wait(lambda: all(ann.board.since(x, started) for x in names), TIMEOUT)
+    finally:
+        await end(procs)
+    figures.all_connected = max(ann.board.at(x) for x in names) - started
+    figures.spawn_to_all_up = figures.all_connected
+    single = statistics.median(figures.recovery_connected)
+    figures.ideal_all = n * single / (os.cpu_count() or 1)
+    return figures
+
+
+async def wait_gone(pids: list[int], timeout: float) -> float:
+    """Poll /proc until none of ``pids`` runs; the wall time when that was seen."""
+    await poll(lambda: not any(alive(pid) for pid in pids), timeout, 0.005)
+    return time.time()
+
+
+async def measure(system: System, ann: Announcements, kills: int, idle_seconds: float) -> Figures:
+    """Launch, all up, ``kills`` recoveries, idle, stop; then a second launch for orphans."""
+    names, figures, board = system.names, Figures(), ann.board
+    launched = await system.launch()
+    try:
+        await board.wait(lambda: all(board.since(x, launched) for x in names), TIMEOUT)
+        await system.observe({x: pid_of(board, x) for x in names})
+        await system.up.wait(lambda: all(system.up.since(x, launched) for x in names), TIMEOUT)
+        figures.all_connected = max(board.at(x) for x in names) - launched
+        last_up = max(system.up.at(x) for x in names)
+        figures.all_up = last_up - launched
+        assert system.first_spawn is not None
+        figures.spawn_to_all_up = last_up - system.first_spawn
+        await system.api_ready()
+        pids = await system.pids()
+        rng = random.Random(len(names))  # the same pauses for every system
+        for i in range(kills + 1):
+            name = names[i % len(names)]
+            old = pids[name]
+            # A random pause, so kills do not fall in step with a system's periodic timers.
+            await asyncio.sleep(rng.uniform(0, system.profile.kill_pause_s))
+            killed = time.time()
+            os.kill(old, signal.SIGKILL)
+            await board.wait(since(board, name, killed, other_than=old), TIMEOUT)
+            await system.observe({name: pid_of(board, name)})
+            await system.up.wait(since(system.up, name, killed), TIMEOUT)
+            pids[name] = pid_of(board, name)
+            if i > 0:  # the first kill warms the page cache
+                figures.recovery_connected.append(board.at(name) - killed)
+                figures.recovery_up.append(system.up.at(name) - killed)
+        if await system.pids() != pids:
+            raise RuntimeError(f"{system.label}: the children it reports are not those announced")
+        if idle_seconds > 0:
+            await asyncio.sleep(2.0)  # let the last restart settle
+            me = psutil.Process(system.pid)
+            before, t0 = me.cpu_times(), time.monotonic()
+            await asyncio.sleep(idle_seconds)
+            after, t1 = me.cpu_times(), time.monotonic()
+            used = (after.user - before.user) + (after.system - before.system)
+            figures.idle_cpu = 100.0 * used / (t1 - t0)
+            figures.idle_rss = me.memory_info().rss / 2**20
+        children = list(pids.values())
+        stopping = time.time()
+        system.terminate()
+        figures.stop = await wait_gone(children, TIMEOUT) - stopping
+        await system.wait_exit(TIMEOUT)
+    finally:
+        await system.kill_all()
+    figures.orphans = await orphans(system, ann)
+    return figures
+
+
+async def orphans(system: System, ann: Announcements) -> int:
+    """Launch again, SIGKILL the supervisor, count its descendants alive 1 s later."""
+    board, names = ann.board, system.names
+    launched = await system.launch()
+    descendants: list[psutil.Process] = []
+    try:
+        await board.wait(lambda: all(board.since(x, launched) for x in names), TIMEOUT)
+        await system.api_ready()
+        descendants = psutil.Process(system.pid).children(recursive=True)
+        await system.kill()
+        await asyncio.sleep(1.0)  # the measure is "alive 1 s after", by definition
+        return sum(1 for p in descendants if alive(p.pid))
+    finally:
+        await system.kill_all()
+        for p in descendants:  # ours: descendants of a process this bench started
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if p.is_running():
+                    p.kill()
+        await wait_gone([p.pid for p in descendants], 30)
+
+
+Metric = tuple[str, Callable[[Figures], float | None], str]
+METRICS: list[Metric] = [
+    ("all up (own terms)", lambda f: f.all_up, "s"),
+    ("all up, first spawn → last up", lambda f: f.spawn_to_all_up, "s"),
+    ("  ideal: N × single ÷ cores", lambda f: f.ideal_all, "s"),
+    ("all connected to NATS", lambda f: f.all_connected, "s"),
+    (
+        "recovery up, median",
+        lambda f: statistics.median(f.recovery_up) if f.recovery_up else None,
+        "ms",
+    ),
+    ("recovery up, p90", lambda f: p90(f.recovery_up) if f.recovery_up else None, "ms"),
+    (
+        "recovery connected, median",
+        lambda f: statistics.median(f.recovery_connected) if f.recovery_connected else None,
+        "ms",
+    ),
+    (
+        "recovery connected, p90",
+        lambda f: p90(f.recovery_connected) if f.recovery_connected else None,
+        "ms",
+    ),
+    ("idle CPU, % of a core", lambda f: f.idle_cpu, "%"),
+    ("idle RSS", lambda f: f.idle_rss, "MiB"),
+    ("stop all (SIGTERM → gone)", lambda f: f.stop, "s"),
+    ("alive 1 s after SIGKILL", lambda f: None if f.orphans is None else float(f.orphans), "n"),
+]
+
+
+SHORT = {"supervisord": "supd"}
+
+
+def cell(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    if unit == "ms":
+        return f"{value * 1000:.1f}"
+    if unit == "s":
+        return f"{value:.2f}"
+    if unit == "n":
+        return f"{value:.0f}"
+    return f"{value:.2f}" if unit == "%" else f"{value:.1f}"
+
+
+def ratio(a: float | None, b: float | None, unit: str) -> str:
+    if a is None or b is None or unit == "n":
+        return "—"
+    return f"{a / b:.2f}" if b > 0 else "—"
+
+
+def report(results: dict[int, dict[str, Figures]], systems: list[str], profile: Profile) -> None:
+    cores = os.cpu_count()
+    print(
+        f"supervisors side by side, profile {profile.name!r} (python {sys.version.split()[0]}, "
+        f"{cores} cores, load {'/'.join(f'{x:.1f}' for x in os.getloadavg())}; times from "
+        "launch/kill to the event, wall clock)"
+    )
+    others = [s for s in systems if s != "rosey"] if "rosey" in systems else []
+    head = f"{'N':>4} {'metric':30}{'unit':>5}{'floor':>9}" + "".join(f"{s:>12}" for s in systems)
+    head += "".join(f"{'rosey/' + SHORT.get(s, s):>13}" for s in others)
+    print(head)
+    for n, by_system in results.items():
+        for label, get, unit in METRICS:
+            values = {s: get(by_system[s]) for s in [*systems, "floor"] if s in by_system}
+            row = f"{n:>4} {label:30}{unit:>5}{cell(values.get('floor'), unit):>9}"
+            row += "".join(f"{cell(values.get(s), unit):>12}" for s in systems)
+            row += "".join(f"{ratio(values.get('rosey'), values.get(s), unit):>13}" for s in others)
+            print(row)
+    if "rosey" not in systems:
+        return
+    print("targets for rosey:")
+    for n, by_system in results.items():
+        rosey, base = by_system["rosey"], by_system["floor"]
+        rec = statistics.median(rosey.recovery_up) / statistics.median(base.recovery_connected)
+        assert rosey.spawn_to_all_up is not None
+        assert base.all_connected is not None
+        assert base.ideal_all is not None
+        start = rosey.spawn_to_all_up / base.all_connected
+        ideal = rosey.spawn_to_all_up / base.ideal_all
+        lines = [
+            f"recovery→ready {rec:.2f} × floor (≤ 1.3: {verdict(rec <= 1.3)})",
+            f"all ready {start:.2f} × floor of N at once (≤ 1.3: {verdict(start <= 1.3)}), "
+            f"{ideal:.2f} × ideal ({verdict(ideal <= 1.3)})",
+            f"orphans {rosey.orphans} (0: {verdict(rosey.orphans == 0)})",
+        ]
+        if rosey.idle_cpu is not None:
+            lines.append(f"idle CPU {rosey.idle_cpu:.2f} % (≤ 1 %: {verdict(rosey.idle_cpu <= 1)})")
+        print(f"  N={n}: " + "; ".join(lines), flush=True)
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+async def main(args: argparse.Namespace) -> None:
+    profile = PROFILES[args.profile]
+    systems: list[str] = args.systems
+    results: dict[int, dict[str, Figures]] = {}
+    with tempfile.TemporaryDirectory(prefix="rosey-bench-") as tmp:
+        root = Path(tmp)
+        (root / "child.py").write_text(CHILD_SCRIPT)
+        async with EmbeddedServer(root / "nats") as server:
+            nc = await nats.connect(server.url, connect_timeout=5)
+            try:
+                ann = Announcements(nc)
+                await ann.start()
+                for n in args.n:
+                    by_system = results[n] = {}
+                    by_system["floor"] = await floor(root, server.url, ann, n, args.kills)
+                    idle = args.idle_seconds if n == max(args.n) else 0.0
+                    for label in systems:
+                        folder = root / f"{label}-{n}"
+                        folder.mkdir()
+                        system = SYSTEMS[label](folder, n, server.url, profile, nc)
+                        try:
+                            by_system[label] = await measure(system, ann, args.kills, idle)
+                        finally:
+                            await system.close()
+                        print(f"  done: {label}, N={n}", file=sys.stderr, flush=True)
+            finally:
+                await nc.close()
+    report(results, systems, profile)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[20, 100], help="children (20 100)")
+    parser.add_argument("--kills", type=int, default=20, help="SIGKILLs timed per system (20)")
+    parser.add_argument(
+        "--idle-seconds", type=float, default=30.0, help="idle window, largest N only (30)"
+    )
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="fast")
+    parser.add_argument(
+        "--systems",
+        type=lambda text: [s for s in text.split(",") if s],
+        default=list(SYSTEMS),
+        help="comma-separated subset of " + ",".join(SYSTEMS),
+    )
+    args = parser.parse_args()
+    unknown = set(args.systems) - set(SYSTEMS)
+    if unknown or any(n < 1 for n in args.n) or args.kills < 1:
+        parser.error(f"bad --systems {sorted(unknown)} or --n/--kills below 1")
+    return args
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse_args()))
