@@ -30,7 +30,7 @@ from rosey.connectors.console import ConsoleConnector
 from rosey.errors import RoseyError
 from rosey.manager.context import Identity, open_identity
 from rosey.manager.manager import PluginManager
-from rosey.plugins.discovery import discover
+from rosey.plugins.discovery import Discovery, discover
 from rosey.protocol import subjects
 from rosey.router.parse import ParsedCommand
 from rosey.router.router import Caller, Router
@@ -94,6 +94,7 @@ class Bot:
         state_dir.mkdir(parents=True, exist_ok=True)
         async with contextlib.AsyncExitStack() as stack:
             sandbox = await stack.enter_async_context(open_sandbox(state_dir))
+            found = discover(self.config.plugins_dir)
             url = self.config.nats.url
             book: IdentityBook | None = None
             monitor = ViolationMonitor(
@@ -105,7 +106,7 @@ class Bot:
                 # One broker identity per plugin, from the grants of every plugin found; the
                 # broker enforces them and logs every refusal, which the monitor reports.
                 book = IdentityBook()
-                book.set_plugins(effective_grants(self.config))
+                book.set_plugins(effective_grants(self.config, found))
                 server = EmbeddedServer(
                     state_dir / "nats", authorization=book.render(), on_line=monitor.feed
                 )
@@ -149,7 +150,7 @@ class Bot:
                 identity=_identities(book),
                 enforced=book is not None,
             )
-            await manager.initialize()
+            await manager.initialize(found)
             stack.push_async_callback(manager.shutdown)
             if book is not None:
                 await stack.enter_async_context(_watching(monitor, manager))
@@ -217,9 +218,9 @@ class Bot:
             loop.remove_signal_handler(signum)
 
 
-def effective_grants(config: BotConfig) -> dict[str, list[str]]:
+def effective_grants(config: BotConfig, found: Discovery | None = None) -> dict[str, list[str]]:
     """Every discoverable plugin's grants, config overrides applied (for broker identities)."""
-    found = discover(config.plugins_dir)
+    found = found or discover(config.plugins_dir)
     return {name: list(config.apply(p.manifest).permissions) for name, p in found.plugins.items()}
 
 

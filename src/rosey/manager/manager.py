@@ -94,9 +94,10 @@ class PluginManager:
 
     # -- setup --------------------------------------------------------------------------------
 
-    async def initialize(self) -> None:
-        """Discover plugins, resolve dependencies, load the desired state; starts nothing."""
-        self.discovery = discover(self.config.plugins_dir)
+    async def initialize(self, discovery: Discovery | None = None) -> None:
+        """Discover plugins (unless the caller already did), resolve dependencies, load the
+        desired state; starts nothing."""
+        self.discovery = discovery or discover(self.config.plugins_dir)
         for problem in self.discovery.problems:
             log.error("plugin skipped: %s", problem)
         for name, found in self.discovery.plugins.items():

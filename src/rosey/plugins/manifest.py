@@ -6,7 +6,6 @@ the already validated values from the manager through their bootstrap pipe.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -186,7 +185,3 @@ def load_yaml(path: Path) -> Any:
 
 def load_manifest(path: Path) -> Manifest:
     return parse_manifest(load_yaml(path), str(path))
-
-
-def is_valid_name(name: str) -> bool:
-    return re.fullmatch(NAME_PATTERN, name) is not None

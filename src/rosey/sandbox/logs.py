@@ -109,18 +109,3 @@ async def pump(reader: asyncio.StreamReader, log: RotatingLog, tail: StreamTail 
         log.write(chunk)
         if tail is not None:
             tail.feed(chunk)
-
-
-def read_log_tail(path: Path, lines: int) -> list[str]:
-    """The last ``lines`` lines of a plugin's log (current file, then the newest backup)."""
-    collected: list[str] = []
-    for candidate in (path, path.with_name(path.name + ".1")):
-        if not candidate.exists() or len(collected) >= lines:
-            continue
-        with candidate.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 256 * 1024))
-            text = fh.read().decode("utf-8", "replace").splitlines()
-        collected = text[-(lines - len(collected)) :] + collected
-    return collected[-lines:] if lines > 0 else []

@@ -96,9 +96,6 @@ class WardenLink:
     def watch_pid(self, pid: int) -> None:
         self._send(f"pid {pid}")
 
-    def forget_pid(self, pid: int) -> None:
-        self._send(f"unpid {pid}")
-
     async def close(self, timeout: float = 5.0) -> None:
         """Dismiss the warden (the bot cleaned up itself) and wait for it to exit."""
         self._send("bye")
