@@ -19,8 +19,9 @@ Measured for each N and system (wall-clock timestamps throughout):
   active process (``stats`` command).
 - **all connected**: launch → the last child announced itself on NATS: the same
   "Python started, nats connected" event for all three, the fair comparison.
-- **recovery**: SIGKILL of one child (round robin, ``--kills`` times) → replacement up (own
-  terms) and connected; median and p90.
+- **recovery**: SIGKILL of one child (round robin, ``--kills`` times, each after a random pause
+  so kills do not fall in step with a periodic timer) → replacement up (own terms) and
+  connected; median and p90.
 - **idle**: the supervisor process's own CPU (% of one core) and RSS over ``--idle-seconds``
   with the largest N (Rosey with its default health pings and resource samples every 10 s).
 - **stop**: SIGTERM to the supervisor → every child gone.
