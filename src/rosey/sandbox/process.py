@@ -390,7 +390,9 @@ class PlainSpawner:
         # applied here (cgroup membership, prlimit) are in force before the plugin's first line.
         if self.confine is not None:
             try:
-                confined = self.confine(process)
+                # In a worker thread: cgroup v1 writes can take milliseconds each, and with
+                # many plugins starting at once they would stall the manager's event loop.
+                confined = await asyncio.to_thread(self.confine, process)
                 process.confinement = (
                     confined if isinstance(confined, Confinement) else Confinement(confined)
                 )

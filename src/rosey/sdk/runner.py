@@ -189,6 +189,11 @@ async def _serve(control: ControlChannel, boot: dict[str, Any]) -> int:
     finally:
         watcher.cancel()
     await runtime.stop(float(boot.get("stop_timeout_s", 5.0)))
+    # The stop is done; a SIGTERM the manager sends while the interpreter tears down (many
+    # plugins stopping at once on a busy host) must not turn a clean exit into "signal 15".
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(signum)
+        signal.signal(signum, signal.SIG_IGN)
     return 0
 
 
