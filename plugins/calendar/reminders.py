@@ -20,10 +20,10 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from rosey.sdk import CommandContext, Plugin, PluginCallError, UsageError, command
+from rosey.sdk.files import write_json_atomically
 
 MIN_SECONDS = 1
 MAX_SECONDS = 7 * 86400
@@ -126,15 +126,6 @@ class ReminderBook:
             return cls(items, int(data.get("next_id", 1)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a reminder file: {exc!r}") from None
-
-
-def write_json_atomically(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(data, fh, ensure_ascii=False, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def parse_id(word: str) -> int:

@@ -16,10 +16,10 @@ import json
 import os
 import random
 import time
-from pathlib import Path
 from typing import Any
 
 from rosey.sdk import CommandContext, Plugin, UsageError, command, on_event
+from rosey.sdk.files import write_atomically
 
 #: The state before a line's first word, and the follower meaning "the line ends here".
 EDGE = ""
@@ -115,15 +115,6 @@ class Chain:
 
 def normalize(text: str) -> str:
     return " ".join(text.split()).casefold()
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class MarkovPlugin(Plugin):

@@ -12,10 +12,10 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from rosey.sdk import CommandContext, Plugin, UsageError, command
+from rosey.sdk.files import write_json_atomically
 
 USAGE = "usage: !quote add TEXT | !quote [random] | !quote N | !quote search WORDS | !quote del N"
 FILE_NAME = "quotes.json"
@@ -79,16 +79,6 @@ class QuoteBook:
             return cls(quotes, int(data.get("next_id", 1)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a quote book: {exc!r}") from None
-
-
-def write_json_atomically(path: Path, data: Any) -> None:
-    """Replace ``path`` with ``data`` as JSON: readers see the old file or the new, never half."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(data, fh, ensure_ascii=False, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def rest_of_line(text: str, words_before: int) -> str:

@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
-from quotes import Quote, QuoteBook, parse_number, rest_of_line, write_json_atomically
+from quotes import Quote, QuoteBook, parse_number, rest_of_line
 
 from rosey.sdk.testing import PluginHarness
 
@@ -77,14 +77,6 @@ def test_rest_of_line_keeps_text_as_typed(text: str, words: int, expected: str) 
 )
 def test_parse_number(word: str, expected: int | None) -> None:
     assert parse_number(word) == expected
-
-
-def test_atomic_write_leaves_no_temporary_file(tmp_path: Path) -> None:
-    path = tmp_path / "q.json"
-    write_json_atomically(path, {"a": 1})
-    write_json_atomically(path, {"a": 2})
-    assert json.loads(path.read_text()) == {"a": 2}
-    assert [p.name for p in tmp_path.iterdir()] == ["q.json"]
 
 
 async def test_add_show_search_delete_on_a_real_bus() -> None:
