@@ -121,26 +121,19 @@ class Bot:
                     "configuration, not enforced by Rosey",
                     url,
                 )
-            manager_creds = book.manager if book else Credentials("")
-            router_creds = book.router if book else Credentials("")
-            manager_bus = EventBus(
-                url,
-                name="rosey-manager",
-                user=manager_creds.user or None,
-                password=manager_creds.password or None,
-                inbox_prefix=subjects.MANAGER_INBOX_PREFIX,
+            manager_bus = await stack.enter_async_context(
+                _core_bus(
+                    url,
+                    "rosey-manager",
+                    book.manager if book else None,
+                    subjects.MANAGER_INBOX_PREFIX,
+                )
             )
-            await manager_bus.connect()
-            stack.push_async_callback(manager_bus.close)
-            router_bus = EventBus(
-                url,
-                name="rosey-router",
-                user=router_creds.user or None,
-                password=router_creds.password or None,
-                inbox_prefix=subjects.ROUTER_INBOX_PREFIX,
+            router_bus = await stack.enter_async_context(
+                _core_bus(
+                    url, "rosey-router", book.router if book else None, subjects.ROUTER_INBOX_PREFIX
+                )
             )
-            await router_bus.connect()
-            stack.push_async_callback(router_bus.close)
 
             manager = PluginManager(
                 self.config,
@@ -216,6 +209,17 @@ class Bot:
     def _remove_signal_handlers(loop: asyncio.AbstractEventLoop) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+
+
+def _core_bus(url: str, name: str, creds: Credentials | None, inbox_prefix: str) -> EventBus:
+    """One of the bot's own connections (unrestricted identity when the broker is ours)."""
+    return EventBus(
+        url,
+        name=name,
+        user=creds.user if creds else None,
+        password=creds.password if creds else None,
+        inbox_prefix=inbox_prefix,
+    )
 
 
 def effective_grants(config: BotConfig, found: Discovery | None = None) -> dict[str, list[str]]:
