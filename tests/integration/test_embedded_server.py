@@ -265,4 +265,6 @@ async def test_server_dies_when_its_parent_is_killed(tmp_path: Path) -> None:
         _, stderr = await child.communicate()
         if server_pid is not None and is_alive(server_pid):
             os.kill(server_pid, signal.SIGKILL)  # started by our child: ours to clean up
-        assert child.returncode == -signal.SIGKILL, stderr.decode(errors="replace")
+        # 255 is asyncio's "exit status already read elsewhere": on this host the status of a
+        # SIGKILLed child is now and then taken before asyncio's watcher thread gets it.
+        assert child.returncode in (-signal.SIGKILL, 255), stderr.decode(errors="replace")
