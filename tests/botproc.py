@@ -18,6 +18,8 @@ import psutil
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+import privilege
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_PLUGINS = REPO / "plugins"
 FIXTURE_PLUGINS = REPO / "tests" / "fixtures" / "plugins"
@@ -120,9 +122,17 @@ async def run_bot(
     config: str | None = None,
     extra_args: Sequence[str] = (),
     ready: bool = True,
+    unprivileged: bool = False,
 ) -> AsyncIterator[BotProcess]:
-    """Start the bot; yield it once it is up (connected as a test connector); always clean up."""
+    """Start the bot; yield it once it is up (connected as a test connector); always clean up.
+
+    ``unprivileged``: run it as the system user ``rosey-test`` instead of root (see
+    ``privilege.py``), as operators usually do.
+    """
     state_dir = tmp_path / "state"
+    user = None
+    if unprivileged:
+        user, state_dir = privilege.prepare(tmp_path)
     args = [sys.executable, "-m", "rosey.cli", "run", "--no-console", "--state-dir", str(state_dir)]
     for folder in plugins_dirs:
         args += ["--plugins-dir", str(folder)]
@@ -132,6 +142,9 @@ async def run_bot(
         args += ["--config", str(config_path)]
     args += list(extra_args)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROSEY_")}
+    if user is not None:
+        args = privilege.command_as(user, args)
+        env["HOME"] = str(state_dir)
     proc = await asyncio.create_subprocess_exec(
         *args,
         cwd=tmp_path,

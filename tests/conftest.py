@@ -53,3 +53,13 @@ async def nats_server(
 def nats_url(nats_server: EmbeddedServer) -> str:
     """The URL of the test's embedded nats-server (``nats://127.0.0.1:PORT``)."""
     return nats_server.url
+
+
+@pytest.fixture(params=["root", "unprivileged"])
+def bot_privilege(request: pytest.FixtureRequest) -> str:
+    """Who runs the bot: ``"root"`` (as here) or ``"unprivileged"`` (the user ``rosey-test``).
+
+    Hostile-plugin tests take it and pass ``unprivileged=(bot_privilege == "unprivileged")`` to
+    ``run_bot``, so every protection is shown to hold for both.
+    """
+    return str(request.param)
