@@ -29,7 +29,9 @@ from nats.aio.msg import Msg
 #: The trivial child of supervisord and circus (and the floor): Python, nats connected, says so.
 CHILD_SCRIPT = """\
 import asyncio, json, os, sys, time
+sys.modules["aiohttp"] = None  # as the plugin runner does: nats-py need not import it
 import nats
+del sys.modules["aiohttp"]
 async def main():
     nc = await nats.connect(sys.argv[2], connect_timeout=5)
     body = json.dumps({"pid": os.getpid(), "t": time.time()}).encode()
@@ -44,11 +46,14 @@ PLUGIN_MANIFEST = (
 )
 PLUGIN_MODULE = """\
 import os, time
-from rosey.sdk import Plugin
+from rosey.sdk import Plugin, runtime
 
 class Trivial(Plugin):
     async def on_start(self):
-        await self.publish("up", {"pid": os.getpid(), "t": time.time()})
+        # In its own PID namespace a plugin's getpid() is 2: announce the pid the manager knows
+        # it by (its waiter outside the namespace), which is what status shows and what dies.
+        pid = runtime.MANAGER_PID or os.getpid()
+        await self.publish("up", {"pid": pid, "t": time.time()})
 """
 BIN = Path(sys.executable).parent
 

@@ -12,10 +12,14 @@ import sys
 import time
 from pathlib import Path
 
-#: The floor child: spawn → import nats → connect → publish → "r" on the pipe.
+#: The floor child: spawn → import nats → connect → publish → "r" on the pipe. Like the plugin
+#: runner (``rosey.bus.client``), it keeps nats-py from importing aiohttp (~150 ms it never uses),
+#: so the floor is the best a bare NATS-connected process can do.
 FLOOR_SCRIPT = """
 import asyncio, os, sys
+sys.modules["aiohttp"] = None
 import nats
+del sys.modules["aiohttp"]
 async def main():
     nc = await nats.connect(sys.argv[1])
     await nc.publish("bench.floor", b"up")

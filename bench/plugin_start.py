@@ -4,9 +4,12 @@
 
 The floor is a bare child process that imports nats, connects to the same server, publishes one
 message and says so over a pipe: what any NATS-connected Python process costs. The plugin is a
-trivial one, spawned exactly as ``rosey run`` spawns plugins (the confined sandbox spawner with
-default limits, control socket, bootstrap, SDK runner, subscriptions, readiness). Also prints
-the RSS/USS of an idle plugin.
+trivial one, spawned as ``rosey run`` spawns plugins (the confined sandbox spawner with default
+limits, control socket, bootstrap, SDK runner, subscriptions, readiness), twice over, runs
+interleaved: with the limits only (cgroups, rlimits: what a plugin had before issue 10's
+isolation layers) and with every layer ``rosey run`` applies by default (its own PID and IPC
+namespaces, Landlock, no capabilities, seccomp). Also prints the idle memory of the plugin's
+whole process tree (with namespaces: the waiter and init too).
 Targets (issue "Plugin runtime"): ratio ≤ 1.3, idle RSS ≤ 30 MiB.
 """
 
@@ -42,7 +45,9 @@ async def spawn_ready(spawner: PlainSpawner, spec: SpawnSpec) -> tuple[float, Pl
             raise RuntimeError(
                 "plugin exited before ready:\n" + "\n".join(process.stderr_tail.lines())
             )
-        if message.get("type") == "ready":
+        if message["type"] == "confined":  # the layers the runner put itself under
+            process.layers = [*process.layers, *message["layers"]]
+        if message["type"] == "ready":
             return time.perf_counter() - started, process
 
 
@@ -53,52 +58,81 @@ async def main(runs: int) -> None:
         async with EmbeddedServer(root / "nats") as server, open_sandbox(root / "state") as sandbox:
             # The production spawner: cgroups/rlimits as the host offers, warden registration.
             spawner = sandbox.spawner()
-            spec = SpawnSpec(
-                name="trivial",
-                plugin_dir=folder,
-                data_dir=root / "data" / "trivial",
-                log_path=root / "logs" / "trivial.log",
-                bootstrap={
-                    "name": "trivial",
-                    "plugin_dir": str(folder),
-                    "entrypoint": "trivial:Trivial",
-                    "data_dir": str(root / "data" / "trivial"),
-                    "nats_url": server.url,
-                    "user": None,
-                    "password": None,
-                    "inbox_prefix": subjects.plugin_inbox_prefix("trivial"),
-                    "config": {},
-                    "stop_timeout_s": 5,
+            bootstrap: dict[str, object] = {
+                "name": "trivial",
+                "plugin_dir": str(folder),
+                "entrypoint": "trivial:Trivial",
+                "data_dir": str(root / "data" / "trivial"),
+                "nats_url": server.url,
+                "user": None,
+                "password": None,
+                "inbox_prefix": subjects.plugin_inbox_prefix("trivial"),
+                "config": {},
+                "stop_timeout_s": 5,
+            }
+            # What spawn_spec (rosey.manager.spawnspec) adds by default: the runner applies it.
+            isolated = {
+                **bootstrap,
+                "isolation": {"pid_namespace": True, "ipc_namespace": True, "plugin_uids": False},
+                "sandbox": {
+                    "read": [str(folder.resolve())],
+                    "write": [str(root / "data" / "trivial")],
+                    "connect_ports": [server.port],
+                    "network": False,
                 },
-            )
+                "seccomp": {"network": False},
+            }
+            variants = {"limits only": bootstrap, "every layer": isolated}
             floors: list[float] = []
-            starts: list[float] = []
-            rss = uss = 0.0
-            layers: list[str] = []
-            # Interleave the two so drift on a shared machine hits both alike.
+            starts: dict[str, list[float]] = {name: [] for name in variants}
+            memory: dict[str, tuple[float, float, float]] = {}
+            layers: dict[str, list[str]] = {}
+            # Interleave them so drift on a shared machine hits all alike.
             for i in range(runs + 2):
                 floor = await floor_once(server.url)
-                start, process = await spawn_ready(spawner, spec)
                 if i >= 2:  # the first runs warm the page cache
                     floors.append(floor)
-                    starts.append(start)
-                if i == runs + 1:
-                    await asyncio.sleep(1.0)  # idle: let the plugin settle before measuring memory
-                    info = psutil.Process(process.pid).memory_full_info()
-                    rss, uss = info.rss / 2**20, info.uss / 2**20
-                    layers = list(process.layers)
-                await process.stop(5)
+                for name, boot in variants.items():
+                    spec = SpawnSpec(
+                        name="trivial",
+                        plugin_dir=folder,
+                        data_dir=root / "data" / "trivial",
+                        log_path=root / "logs" / "trivial.log",
+                        bootstrap=boot,
+                    )
+                    start, process = await spawn_ready(spawner, spec)
+                    if i >= 2:
+                        starts[name].append(start)
+                    if i == runs + 1:
+                        await asyncio.sleep(1.0)  # idle: let the plugin settle
+                        memory[name] = tree_memory(process.pid)
+                        layers[name] = list(process.layers)
+                    await process.stop(5)
     floor_med, floor_p90 = summary(floors)
-    start_med, start_p90 = summary(starts)
     python = sys.version.split()[0]
     print(f"plugin spawn→ready over {runs} runs (python {python}, {os.cpu_count()} cores)")
-    print(f"{'':24}{'median ms':>12}{'p90 ms':>10}")
-    print(f"{'floor (bare nats child)':24}{floor_med * 1000:12.1f}{floor_p90 * 1000:10.1f}")
-    print(f"{'rosey plugin':24}{start_med * 1000:12.1f}{start_p90 * 1000:10.1f}")
-    print(f"ratio (median): {start_med / floor_med:.2f}   (target ≤ 1.3)")
-    print(f"enforcement layers: {', '.join(layers) or 'none'}")
-    print(f"idle plugin memory: RSS {rss:.1f} MiB, USS {uss:.1f} MiB   (target RSS ≤ 30 MiB)")
+    print(f"{'':28}{'median ms':>10}{'p90 ms':>9}{'ratio':>7}  idle tree RSS / USS / PSS MiB")
+    print(f"{'floor (bare nats child)':28}{floor_med * 1000:10.1f}{floor_p90 * 1000:9.1f}")
+    for name, times in starts.items():
+        med, p90 = summary(times)
+        rss, uss, pss = memory[name]
+        label = f"rosey plugin, {name}"
+        print(
+            f"{label:28}{med * 1000:10.1f}{p90 * 1000:9.1f}{med / floor_med:7.2f}"
+            f"  {rss:.1f} / {uss:.1f} / {pss:.1f}"
+        )
+    for name, found in layers.items():
+        print(f"layers, {name}: {', '.join(found) or 'none'}")
 
+
+def tree_memory(pid: int) -> tuple[float, float, float]:
+    """RSS, USS and PSS (MiB) summed over ``pid`` and its descendants."""
+    root = psutil.Process(pid)
+    rss = uss = pss = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        info = proc.memory_full_info()
+        rss, uss, pss = rss + info.rss, uss + info.uss, pss + info.pss
+    return rss / 2**20, uss / 2**20, pss / 2**20
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

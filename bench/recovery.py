@@ -31,8 +31,8 @@ from rosey.bus.client import EventBus
 from rosey.bus.server import EmbeddedServer
 from rosey.config import BotConfig
 from rosey.lifecycle.states import State
+from rosey.manager.life import PluginLife
 from rosey.manager.manager import PluginManager
-from rosey.manager.supervisor import PluginSupervisor
 from rosey.protocol import subjects
 
 TARGET = 1.3
@@ -54,7 +54,7 @@ async def manager_on(url: str, plugins: Path, state: Path) -> tuple[PluginManage
     return manager, bus
 
 
-def replaced(old: int) -> Callable[[PluginSupervisor], bool]:
+def replaced(old: int) -> Callable[[PluginLife], bool]:
     """Running again, as a new process."""
     return lambda s: s.state is State.RUNNING and s.pid not in (None, old)
 

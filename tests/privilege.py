@@ -50,28 +50,52 @@ def ensure_user() -> pwd.struct_passwd:
     return pwd.getpwnam(USER)
 
 
-def _acl_with_traverse(mode: int, uid: int) -> bytes:
-    """An access ACL equal to ``mode`` plus ``user:<uid>:--x`` (mask ``--x`` or the group's)."""
-    group = (mode >> 3) & 7
-    entries = [
-        (_USER_OBJ, (mode >> 6) & 7, _UNDEFINED_ID),
-        (_USER, _X, uid),
-        (_GROUP_OBJ, group, _UNDEFINED_ID),
-        (_MASK, group | _X, _UNDEFINED_ID),
-        (_OTHER, mode & 7, _UNDEFINED_ID),
-    ]
-    return struct.pack("<I", _ACL_VERSION) + b"".join(struct.pack("<HHI", *e) for e in entries)
+def _read_acl(folder: Path) -> list[tuple[int, int, int]] | None:
+    """The folder's access ACL entries, or None when it has none (only mode bits)."""
+    try:
+        raw = os.getxattr(folder, "system.posix_acl_access")
+    except OSError as exc:
+        if exc.errno in (errno.ENODATA, errno.EOPNOTSUPP, errno.ENOTSUP):
+            return None
+        raise
+    return [struct.unpack_from("<HHI", raw, offset) for offset in range(4, len(raw), 8)]
+
+
+def _with_traverse(entries: list[tuple[int, int, int]], uid: int) -> bytes:
+    """``entries`` plus ``user:<uid>:--x``, the mask widened to let it through; others kept.
+
+    Merging (not replacing) matters: other tests may have added entries for other users.
+    """
+    kept = [e for e in entries if not (e[0] == _USER and e[2] == uid) and e[0] != _MASK]
+    mine = next((e[1] for e in entries if e[0] == _USER and e[2] == uid), 0) | _X
+    mask = next((e[1] for e in entries if e[0] == _MASK), None)
+    if mask is None:  # no named entries yet: the mask starts from the owning group's bits
+        mask = next(e[1] for e in entries if e[0] == _GROUP_OBJ)
+    merged = [*kept, (_USER, mine, uid), (_MASK, mask | _X, _UNDEFINED_ID)]
+    merged.sort(key=lambda e: (e[0], e[2]))  # the kernel wants tag order, users by id
+    return struct.pack("<I", _ACL_VERSION) + b"".join(struct.pack("<HHI", *e) for e in merged)
 
 
 def grant_traverse(path: Path, uid: int) -> None:
-    """Let ``uid`` pass through every folder leading to ``path`` that it could not pass."""
+    """Let ``uid`` pass through every folder leading to ``path`` that it could not pass.
+
+    Always rewritten, never skipped: a ``chmod`` (pytest does ``chmod 0700`` on its base folder
+    at every session) narrows the ACL mask, which silently voids an entry made before.
+    """
     for folder in reversed(path.resolve().parents):
         info = folder.stat()
         if info.st_mode & stat.S_IXOTH:
             continue
         mode = stat.S_IMODE(info.st_mode)
+        entries = _read_acl(folder)
+        if entries is None:
+            entries = [
+                (_USER_OBJ, (mode >> 6) & 7, _UNDEFINED_ID),
+                (_GROUP_OBJ, (mode >> 3) & 7, _UNDEFINED_ID),
+                (_OTHER, mode & 7, _UNDEFINED_ID),
+            ]
         try:
-            os.setxattr(folder, "system.posix_acl_access", _acl_with_traverse(mode, uid))
+            os.setxattr(folder, "system.posix_acl_access", _with_traverse(entries, uid))
         except OSError as exc:
             if exc.errno not in (errno.EOPNOTSUPP, errno.ENOTSUP):
                 raise

@@ -15,70 +15,48 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from rosey.aio import first_of
 from rosey.api.chat import handle_plugin_command
+from rosey.api.client import RUNTIME_FILE, RuntimeInfo
+from rosey.api.http.app import serve as serve_http
 from rosey.api.nats_face import ManagementService
 from rosey.bus.client import EventBus
 from rosey.bus.kv import KeyValue
-from rosey.bus.server import EmbeddedServer
+from rosey.bus.server import EmbeddedServer, ServerLimits
 from rosey.config import BotConfig
 from rosey.connectors.console import ConsoleConnector
+from rosey.connectors.instances import connector_instances
 from rosey.errors import RoseyError
+from rosey.files import write_atomically
 from rosey.manager.context import Identity, open_identity
 from rosey.manager.manager import PluginManager
-from rosey.plugins.discovery import Discovery, discover
+from rosey.plugins.discovery import DiscoveredPlugin, Discovery, discover
 from rosey.protocol import subjects
+from rosey.protocol.text import clean
 from rosey.router.parse import ParsedCommand
 from rosey.router.router import Caller, Router
+from rosey.sandbox.cgroups import family_name
 from rosey.sandbox.confine import open_sandbox
-from rosey.security.identities import Credentials, IdentityBook
+from rosey.sandbox.sdnotify import notify
+from rosey.security.broker_cgroup import BrokerCgroup
+from rosey.security.connector_relay import ConnectorRelay
+from rosey.security.identities import BrokerQuotas, Credentials, IdentityBook
 from rosey.security.monitor import ViolationMonitor
+from rosey.security.relay import CallRelay
 from rosey.security.violations import ViolationPolicy
 
 log = logging.getLogger("rosey")
 
-RUNTIME_FILE = "runtime.json"
 
-
-@dataclass(frozen=True)
-class RuntimeInfo:
-    """``<state-dir>/runtime.json`` (DESIGN 2.1): how tools reach the running bot."""
-
-    pid: int
-    nats_url: str
-    user: str | None
-    password: str | None
-
-    def write(self, state_dir: Path) -> Path:
-        path = state_dir / RUNTIME_FILE
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(
-                {
-                    "pid": self.pid,
-                    "nats_url": self.nats_url,
-                    "user": self.user,
-                    "password": self.password,
-                },
-                fh,
-            )
-        os.replace(tmp, path)
-        return path
-
-    @classmethod
-    def read(cls, state_dir: Path) -> RuntimeInfo | None:
-        try:
-            data = json.loads((state_dir / RUNTIME_FILE).read_text())
-            return cls(
-                int(data["pid"]), str(data["nats_url"]), data.get("user"), data.get("password")
-            )
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+def write_runtime(info: RuntimeInfo, state_dir: Path) -> Path:
+    """Write ``<state-dir>/runtime.json`` (private: it holds the operator's credentials)."""
+    path = state_dir / RUNTIME_FILE
+    write_atomically(path, json.dumps(info.to_json()).encode(), private=True)
+    return path
 
 
 class Bot:
@@ -92,9 +70,19 @@ class Bot:
     async def run(self) -> int:
         state_dir = self.config.state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
+        notify(STATUS="starting")  # also takes NOTIFY_SOCKET out of what children inherit
         async with contextlib.AsyncExitStack() as stack:
-            sandbox = await stack.enter_async_context(open_sandbox(state_dir))
+            sandbox = await stack.enter_async_context(
+                open_sandbox(state_dir, data_quota=self.config.security.data_quota)
+            )
             found = discover(self.config.plugins_dir)
+            # Connector instances (``connectors:``) are supervised like plugins, by instance name.
+            connectors = connector_instances(self.config, found.plugins)
+            for problem in connectors.problems:
+                log.error("connector not started: %s", problem)
+            found = Discovery(
+                {**found.plugins, **connectors.plugins}, found.problems, found.duplicates
+            )
             url = self.config.nats.url
             book: IdentityBook | None = None
             monitor = ViolationMonitor(
@@ -103,16 +91,33 @@ class Bot:
                 )
             )
             if url is None:
-                # One broker identity per plugin, from the grants of every plugin found; the
+                # One broker account per plugin, from the grants of every plugin found; the
                 # broker enforces them and logs every refusal, which the monitor reports.
-                book = IdentityBook()
+                book = _identity_book(self.config)
+                book.set_connectors(connectors.routes)
                 book.set_plugins(effective_grants(self.config, found))
                 server = EmbeddedServer(
-                    state_dir / "nats", authorization=book.render(), on_line=monitor.feed
+                    state_dir / "nats",
+                    authorization=book.render(),
+                    on_line=monitor.feed,
+                    max_file_store=str(book.jetstream_store_bytes()),
+                    limits=_server_limits(self.config),
                 )
                 await server.start()
+                # The server's memory cgroup goes after the server (the stack unwinds LIFO).
+                broker_cgroup = BrokerCgroup(
+                    sandbox.host,
+                    family_name(state_dir),
+                    os.getpid(),
+                    self.config.security.broker.server_memory_mb,
+                )
+                stack.callback(broker_cgroup.remove)
                 stack.push_async_callback(server.stop)
                 sandbox.watch_pid(server.pid)
+                placed = server.pid is not None and broker_cgroup.place(server.pid)
+                if placed and sandbox.warden is not None and broker_cgroup.folder is not None:
+                    # If the bot is killed, the warden empties and removes it with the rest.
+                    sandbox.warden.watch_cgroup(broker_cgroup.folder)
                 url = server.url
                 log.info("embedded nats-server ready at %s (pid %s)", url, server.pid)
             else:
@@ -147,19 +152,43 @@ class Bot:
             stack.push_async_callback(manager.shutdown)
             if book is not None:
                 await stack.enter_async_context(_watching(monitor, manager))
-                await _create_buckets(book, manager_bus)
+                await _create_buckets(book, url)
                 manager.on_plugins_added = _identities_for_new_plugins(
-                    self.config, book, server, manager_bus
+                    self.config, book, server, url, _grants_of(connectors.plugins)
                 )
+                # Plugin-to-plugin calls reach the callee through the core (rosey.security.relay).
+                relay = CallRelay(router_bus, book.may_call)
+                await relay.start()
+                stack.push_async_callback(relay.stop)
+            if connectors.routes:
+                # Connectors speak for their own platform and channel only: the core stamps it
+                # (rosey.security.connector_relay); a forgery is a violation like the broker's.
+                connector_relay = ConnectorRelay(
+                    router_bus,
+                    connectors.routes,
+                    monitor.report,
+                    on_status=_connector_status(manager),
+                )
+                await connector_relay.start()
+                stack.push_async_callback(connector_relay.stop)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)
             stack.callback(self._remove_signal_handlers, loop)
 
-            await manager.start_all()
+            # A stop during the start (a plugin slow to get ready) must not wait for it.
+            # (start_all's own failure is raised here, as it is.)
+            started, _ = await first_of(manager.start_all(), stop.wait())
+            if started != 0:
+                log.info("stopping while plugins start")
+                return self.exit_code
 
-            router = Router(router_bus, manager)
+            router = Router(
+                router_bus,
+                manager,
+                max_in_flight_per_plugin=self.config.router.max_in_flight_per_plugin,
+            )
             admins = list(self.config.admins)
             open_reads = self.config.security.read_access == "everyone"
 
@@ -174,29 +203,38 @@ class Bot:
             service = ManagementService(manager_bus, manager)
             await service.start()
             stack.push_async_callback(service.stop)
+            http = await serve_http(
+                stack,
+                manager,
+                manager_bus,
+                self.config.http.listen if self.config.http else None,
+                announce=self.console_enabled,
+            )
 
             admin = book.admin if book else None
             info = RuntimeInfo(
-                os.getpid(), url, admin.user if admin else None, admin.password if admin else None
+                os.getpid(),
+                url,
+                admin.user if admin else None,
+                admin.password if admin else None,
+                http.url if http else None,
+                http.token if http else None,
             )
-            runtime_path = info.write(state_dir)
+            runtime_path = write_runtime(info, state_dir)
             stack.callback(runtime_path.unlink, missing_ok=True)
             log.info(
                 "rosey is up: %d plugin(s), management on rosey.manager.*", len(manager.supervisors)
             )
+            # systemd (Type=notify): up once tools can reach it; STOPPING=1 below on the way down.
+            notify(READY="1", STATUS=f"up: {len(manager.supervisors)} plugin(s)")
+            stack.callback(notify, STOPPING="1", STATUS="stopping")
 
-            waiters: list[asyncio.Future[Any]] = [
-                asyncio.ensure_future(stop.wait()),
-                asyncio.ensure_future(asyncio.shield(manager.fatal)),
-            ]
+            waits: list[Awaitable[Any]] = [stop.wait(), asyncio.shield(manager.fatal)]
             if self.console_enabled:
                 console = ConsoleConnector(router_bus, username=_console_user())
                 await console.start()
-                waiters.append(asyncio.ensure_future(console.read_stdin()))
-            _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+                waits.append(console.read_stdin())
+            await first_of(*waits)
             if manager.fatal.done():
                 self.exit_code = 1
                 log.error("stopping: %s", manager.fatal.result())
@@ -228,32 +266,92 @@ def effective_grants(config: BotConfig, found: Discovery | None = None) -> dict[
     return {name: list(config.apply(p.manifest).permissions) for name, p in found.plugins.items()}
 
 
-async def _create_buckets(book: IdentityBook, bus: EventBus) -> None:
-    """Create the buckets of plugins with the ``storage`` grant (they may not create streams)."""
+def _grants_of(plugins: Mapping[str, DiscoveredPlugin]) -> dict[str, list[str]]:
+    """The grants of the connector instances (their manifests already carry their settings)."""
+    return {name: list(p.manifest.permissions) for name, p in plugins.items()}
+
+
+def _connector_status(manager: PluginManager) -> Callable[[str, dict[str, Any]], None]:
+    """Show a running connector's own words (why it is not in its channel) as its last_error."""
+
+    def update(instance: str, status: dict[str, Any]) -> None:
+        supervisor = manager.supervisors.get(instance)
+        if supervisor is None or str(supervisor.state) != "running":
+            return
+        words = status.get("last_error")
+        state = status.get("state")
+        if isinstance(words, str) and words:
+            supervisor.last_error = clean(f"{state}: {words}"[:500], one_line=True)
+        elif state == "joined":
+            supervisor.last_error = None
+
+    return update
+
+
+def _identity_book(config: BotConfig) -> IdentityBook:
+    broker = config.security.broker
+    return IdentityBook(
+        BrokerQuotas(
+            max_connections=broker.plugin_connections,
+            max_subscriptions=broker.plugin_subscriptions,
+            max_payload_kb=broker.plugin_payload_kb,
+            storage_mb=broker.plugin_storage_mb,
+        )
+    )
+
+
+def _server_limits(config: BotConfig) -> ServerLimits:
+    broker = config.security.broker
+    return ServerLimits(
+        max_connections=broker.server_connections, memory_mb=broker.server_memory_mb
+    )
+
+
+async def _create_buckets(book: IdentityBook, url: str) -> None:
+    """Create the buckets of plugins with the ``storage`` grant (they may not create streams).
+
+    Each bucket lives in its plugin's account, so the core creates it as that account's
+    keeper user, with the plugin's storage quota as its size.
+    """
     for name in book.plugins():
         bucket = book.permissions(name).kv_bucket
-        if bucket is not None:
-            try:
-                await KeyValue.open(bus, bucket, description=f"storage of plugin {name}")
-            except RoseyError as exc:
-                log.error("cannot create the storage bucket of %s: %s", name, exc)
+        if bucket is None:
+            continue
+        keeper = book.keeper(name)
+        try:
+            async with EventBus(
+                url, name=f"rosey-keeper-{name}", user=keeper.user, password=keeper.password
+            ) as bus:
+                await KeyValue.open(
+                    bus,
+                    bucket,
+                    description=f"storage of plugin {name}",
+                    max_bytes=book.quotas.storage_bytes,
+                )
+        except RoseyError as exc:
+            log.error("cannot create the storage bucket of %s: %s", name, exc)
 
 
 def _identities_for_new_plugins(
-    config: BotConfig, book: IdentityBook, server: EmbeddedServer, bus: EventBus
+    config: BotConfig,
+    book: IdentityBook,
+    server: EmbeddedServer,
+    url: str,
+    connector_grants: Mapping[str, list[str]],
 ) -> Callable[[list[str]], Awaitable[None]]:
     """Give plugins found by ``rescan`` their broker identities before they can start.
 
-    A reload keeps every connection; replies in flight survive because every reply subject
-    is a fixed inbox prefix, not an ``allow_responses`` grant. The new config is validated
+    A reload keeps every connection; replies in flight survive because a request into a
+    plugin's account crosses by a service import, whose reply mapping a reload keeps (unlike
+    an ``allow_responses`` grant). The new config is validated
     with ``nats-server -t`` before the server is signalled (``EmbeddedServer.reload``).
     """
 
     async def added(names: list[str]) -> None:
-        book.set_plugins(effective_grants(config))
-        await server.reload(book.render())
+        book.set_plugins({**effective_grants(config), **connector_grants})
+        await server.reload(book.render(), max_file_store=str(book.jetstream_store_bytes()))
         log.info("broker identities added for %s", ", ".join(names))
-        await _create_buckets(book, bus)
+        await _create_buckets(book, url)
 
     return added
 
@@ -276,12 +374,9 @@ async def _watching(monitor: ViolationMonitor, manager: PluginManager) -> AsyncI
     async def disable(plugin: str, reason: str) -> object:
         return await manager.disable_plugin(plugin, reason=reason)
 
-    def counted(plugin: str) -> None:
-        supervisor = manager.supervisors.get(plugin)
-        if supervisor is not None:
-            supervisor.violations += 1
-
-    task = asyncio.create_task(monitor.run(manager.bus, disable, counted), name="violations")
+    task = asyncio.create_task(
+        monitor.run(manager.bus, disable, manager.record_violation), name="violations"
+    )
     try:
         yield
     finally:

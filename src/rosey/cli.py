@@ -1,6 +1,17 @@
-"""``rosey``: run the bot, manage its plugins, validate manifests (DESIGN 2.1).
+"""``rosey``: run the bot, manage its plugins, validate manifests (DESIGN 2.1), read the merged
+log stream (``rosey logs``, ``rosey.api.logstream``) and watch the plugins live (``rosey top``,
+``rosey.api.top``).
+
+``rosey run`` logs to the terminal (warnings and up with the console chat, else INFO; the
+journal's format when stderr is the journal) and, everything from INFO up, to
+``<state-dir>/logs/rosey-core.log`` (``rosey.sandbox.logs.CoreLogHandler``).
 
 Exit codes: 0 done; 1 the action failed; 2 usage; 3 no running bot could be reached.
+
+What it prints may quote plugins (stderr in ``last_error``, log lines, error messages), so
+every output path cleans terminal escapes (``rosey.protocol.text``): the human output through
+``rosey.api.render`` and ``clean``, ``--json`` through ``json_for_terminal`` (same data), and
+the bot's own log lines through ``CleanFormatter``.
 """
 
 from __future__ import annotations
@@ -13,12 +24,14 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rosey.errors import BrokerError, BusError, ConfigError, RoseyError
+from rosey.protocol.text import clean, clean_lines, json_for_terminal
 
 if TYPE_CHECKING:
     from rosey.api.client import ManagementClient
+    from rosey.api.logstream import LogLine
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 #: Request fields the CLI takes as options rather than positional words, with their flags.
@@ -40,7 +53,39 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--state-dir", type=Path, help="state folder (default .rosey)")
     run.add_argument("--nats-url", help="use this NATS server instead of an embedded one")
     run.add_argument("--no-console", action="store_true", help="do not read chat from the terminal")
-    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="what the terminal shows (default WARNING with the console chat, else INFO); "
+        "<state-dir>/logs/rosey-core.log always gets INFO and up (DEBUG too if asked): "
+        "read it with 'rosey logs'",
+    )
+
+    logs = sub.add_parser(
+        "logs",
+        help="the core's and the plugins' logs merged in time order (bot running or not)",
+        description="Reads <state-dir>/logs/ directly. Each line: UTC time, source (ROSEY is "
+        "the core), text; a '──── NAME started/stopped/crashed ────' line marks each run of a "
+        "plugin. Exit codes: 0 done; 1 no such log; 2 usage.",
+    )
+    logs.add_argument("names", nargs="*", metavar="NAME", help="only these plugins (default all)")
+    logs.add_argument("-n", "--lines", type=int, default=50, help="lines to show (default 50)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    logs.add_argument("--core", action="store_true", help="with NAMEs: the core's lines too")
+    logs.add_argument("--state-dir", type=Path, help="the bot's state folder (default .rosey)")
+
+    top = sub.add_parser(
+        "top",
+        help="live view of the plugins (state, CPU, memory, commands/s, errors, restarts)",
+        description="Keys: up/down select, r restart, s stop (asks to confirm), t start, "
+        "q or Ctrl-C quit. Exit codes: 0 done; 2 usage; 3 no running bot could be reached.",
+    )
+    top.add_argument(
+        "--nats-url",
+        help="the bot's NATS server (else ROSEY_NATS_URL, else runtime.json in the state dir)",
+    )
+    top.add_argument("--state-dir", type=Path, help="where runtime.json is (default .rosey)")
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
 
     plugin = sub.add_parser(
         "plugin",
@@ -69,12 +114,16 @@ def _parser() -> argparse.ArgumentParser:
                     help=f"default {info.default}" if not info.is_required() else None,
                 )
             else:
-                p.add_argument(
-                    f"field_{field}", metavar=metavar, nargs=None if info.is_required() else "?"
-                )
+                optional = not info.is_required() or (action.name, field) == ("logs", "plugin")
+                p.add_argument(f"field_{field}", metavar=metavar, nargs="?" if optional else None)
         if action.name == "logs":
             p.add_argument(
                 "-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C ends)"
+            )
+            p.add_argument(
+                "--all",
+                action="store_true",
+                help="every plugin and the core, merged in time order (as 'rosey logs')",
             )
         p.add_argument("--json", action="store_true", help="print the reply envelope as JSON")
         p.add_argument(
@@ -88,6 +137,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class CleanFormatter(logging.Formatter):
+    """Log lines without terminal escapes: many quote what a plugin wrote or chose."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return clean(super().format(record))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = _parser()
     try:
@@ -96,6 +152,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_USAGE if exc.code not in (0, None) else EXIT_OK)
     if args.command == "run":
         sys.exit(_run(args))
+    if args.command == "logs" or getattr(args, "all", False):
+        sys.exit(_logs(args))
+    if args.command == "top":
+        from rosey.api.top import run_top
+
+        sys.exit(run_top(args.nats_url, args.state_dir, interval=args.interval))
     if args.action == "validate":
         sys.exit(_validate(args.paths))
     try:
@@ -108,11 +170,12 @@ def _run(args: argparse.Namespace) -> int:
     from rosey.bot import Bot, console_wanted
     from rosey.config import load_config
 
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    console = console_wanted(args.no_console)
+    level = logging.getLevelName(args.log_level or ("WARNING" if console else "INFO"))
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level)
+    handler.setFormatter(_terminal_formatter())
+    logging.basicConfig(level=min(level, logging.INFO), handlers=[handler])
     overrides: dict[str, Any] = {
         "plugins_dir": [str(p) for p in args.plugins_dir] if args.plugins_dir else None,
         "state_dir": str(args.state_dir) if args.state_dir else None,
@@ -123,13 +186,156 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"rosey: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    _log_to_file(config.state_dir, min(level, logging.INFO))
     try:
-        return asyncio.run(Bot(config, console=console_wanted(args.no_console)).run())
+        return asyncio.run(Bot(config, console=console).run())
     except (BrokerError, BusError) as exc:
         print(f"rosey: cannot start: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+class JournalFormatter(CleanFormatter):
+    """For stderr connected to journald: its ``<N>`` priority prefix, no time (it adds its own).
+
+    One record of several lines stays one journal entry only if it has no newline: they are
+    escaped.
+    """
+
+    #: sd-daemon(3) priorities: the journal files each line at its level.
+    PRIORITIES: ClassVar[dict[str, int]] = {
+        "CRITICAL": 2,
+        "ERROR": 3,
+        "WARNING": 4,
+        "INFO": 6,
+        "DEBUG": 7,
+    }
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record).replace("\n", "\\n")
+        return f"<{self.PRIORITIES.get(record.levelname, 6)}>{text}"
+
+
+def journal_stderr() -> bool:
+    """Whether stderr is the journal (``JOURNAL_STREAM`` names its device and inode).
+
+    Checked against stderr itself, as systemd advises: a child of a service inherits the
+    variable but may have its stderr redirected elsewhere.
+    """
+    value = os.environ.get("JOURNAL_STREAM", "")
+    device, _, inode = value.partition(":")
+    try:
+        info = os.fstat(sys.stderr.fileno())
+        return (info.st_dev, info.st_ino) == (int(device), int(inode))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _terminal_formatter() -> logging.Formatter:
+    if journal_stderr():
+        return JournalFormatter("%(name)s: %(message)s")
+    return CleanFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+
+def _log_to_file(state_dir: Path, level: int) -> None:
+    """Everything from ``level`` up into ``<state-dir>/logs/rosey-core.log`` (rotated, capped)."""
+    from rosey.sandbox.logs import CORE_LOG_NAME, CoreLogHandler
+
+    try:
+        handler = CoreLogHandler(state_dir / "logs" / CORE_LOG_NAME)
+    except OSError as exc:
+        logging.getLogger("rosey").warning("cannot write the core log in %s: %s", state_dir, exc)
+        return
+    handler.setLevel(level)
+    handler.setFormatter(CleanFormatter("%(levelname)-7s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+
+
+def _logs(args: argparse.Namespace) -> int:
+    """``rosey logs`` / ``rosey plugin logs --all``: the merged stream, read from the files."""
+    from rosey.api.client import DEFAULT_STATE_DIR
+    from rosey.api.logstream import missing
+
+    if args.command == "logs":
+        names: list[str] = list(args.names)
+        lines, core = args.lines, args.core or not args.names
+    else:
+        names = [args.field_plugin] if args.field_plugin else []
+        lines, core = int(args.field_lines or 50), True
+    if lines < 0:
+        return _fail("rosey logs", "-n must be 0 or more", EXIT_USAGE)
+    state_dir = args.state_dir or Path(os.environ.get("ROSEY_STATE_DIR") or DEFAULT_STATE_DIR)
+    log_dir = state_dir / "logs"
+    if not log_dir.is_dir():
+        return _fail(
+            "rosey logs", f"no logs in {log_dir} (pass --state-dir of the bot)", EXIT_FAILED
+        )
+    if not os.access(log_dir, os.R_OK | os.X_OK):
+        return _fail(
+            "rosey logs", f"cannot read {log_dir}: run this as the bot's user", EXIT_FAILED
+        )
+    unknown = missing(log_dir, names)
+    if unknown:
+        have = sorted(p.stem for p in log_dir.glob("*.log") if p.stem.isidentifier())
+        return _fail(
+            "rosey logs",
+            f"no log for {', '.join(unknown)} in {log_dir}; logs there: {', '.join(have)}",
+            EXIT_FAILED,
+        )
+    try:
+        return asyncio.run(_stream(log_dir, names or None, lines, core, bool(args.follow)))
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+async def _stream(
+    log_dir: Path, names: list[str] | None, lines: int, core: bool, follow: bool
+) -> int:
+    """Print the last ``lines`` of the merged stream; with ``follow``, new lines as they come
+    (plugins that appear meanwhile included) until Ctrl-C / SIGTERM."""
+    import signal
+
+    from rosey.api.logstream import label_width, last_lines, read_new, sources
+
+    files = sources(log_dir, names, core=core)
+    shown, cursors = await asyncio.to_thread(last_lines, files, lines)
+    width = label_width(files)
+    _print_lines(shown, width)
+    if not follow:
+        return EXIT_OK
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FOLLOW_INTERVAL):
+                    await stop.wait()
+            files = sources(log_dir, names, core=core)
+            new, cursors = await asyncio.to_thread(read_new, files, cursors)
+            width = max(width, label_width(files))
+            _print_lines(new, width)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    return EXIT_OK
+
+
+def _print_lines(lines: list[LogLine], width: int) -> None:
+    """Each line cleaned of what the plugin put in it; markers in bold on a colour terminal."""
+    from rosey.api.logstream import layout
+    from rosey.api.render import paint
+
+    colour = _colour()
+    out = [
+        paint(text, "1" if line.marker else None, colour)
+        for line in lines
+        for text in clean_lines([layout(line, width)])
+    ]
+    if out:
+        print("\n".join(out), flush=True)
 
 
 def _validate(paths: list[Path]) -> int:
@@ -152,7 +358,7 @@ def _colour() -> bool:
 
 
 def _fail(prefix: str, text: str, code: int) -> int:
-    print(f"{prefix}: {text}", file=sys.stderr)
+    print(clean(f"{prefix}: {text}"), file=sys.stderr)
     return code
 
 
@@ -213,11 +419,12 @@ def _show(
     from rosey.api.render import error_text, list_table, result_lines, status_lines
 
     if as_json:
-        print(json.dumps(reply, indent=None if one_line else 2, ensure_ascii=False), flush=True)
+        text = json.dumps(reply, indent=None if one_line else 2, ensure_ascii=False)
+        print(json_for_terminal(text), flush=True)
     elif not reply["ok"]:
         error = reply.get("error") or {}
         text = error_text(str(error.get("code", "internal")), str(error.get("message", "failed")))
-        print(f"{prefix}: {text}", file=sys.stderr)
+        print(clean(f"{prefix}: {text}"), file=sys.stderr)
     else:
         result = reply["result"]
         if action == "list":
@@ -225,9 +432,9 @@ def _show(
         elif action == "status":
             lines = status_lines(result, colour=_colour())
         elif action == "logs":
-            lines = list(result["lines"])
+            lines = clean_lines(list(result["lines"]))
         else:
-            lines = result_lines(action, mutating, result, prefix="rosey plugin")
+            lines = clean_lines(result_lines(action, mutating, result, prefix="rosey plugin"))
         print("\n".join(lines), flush=True)
     return EXIT_OK if reply["ok"] else EXIT_FAILED
 
@@ -253,9 +460,9 @@ async def _follow(
             cursor = result["cursor"]
             if result["lines"]:
                 if as_json:
-                    print(json.dumps(reply, ensure_ascii=False), flush=True)
+                    print(json_for_terminal(json.dumps(reply, ensure_ascii=False)), flush=True)
                 else:
-                    print("\n".join(result["lines"]), flush=True)
+                    print("\n".join(clean_lines(list(result["lines"]))), flush=True)
             if len(result["lines"]) < 1000:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(FOLLOW_INTERVAL):

@@ -8,8 +8,9 @@ validation.
 
 ```
 RoseyError
-├── ConfigError ·························· config/plugins.yaml or a flag is wrong (file, field)
-├── ManifestError ························ a plugin.yaml is wrong (file, field)
+├── FileError ···························· a file is wrong (file, field, problem) code bad_request
+│   ├── ConfigError ······················ config/plugins.yaml or a flag
+│   └── ManifestError ···················· a plugin.yaml
 ├── SubjectError ························· a subject token holds '.', '*', '>' or whitespace
 ├── DecodeError ·························· a bus message body is not the JSON we expect
 ├── BrokerError ·························· the embedded nats-server could not start
@@ -29,9 +30,10 @@ RoseyError
     │   ├── DependencyNotRunning
     │   ├── DependencyBlocked
     │   └── DependencyCycle
-    └── StartFailed ······················ the process did not become ready   code internal
-        ├── StartTimeout
-        └── ExitedDuringStart
+    ├── StartFailed ······················ the process did not become ready   code internal
+    │   ├── StartTimeout
+    │   └── ExitedDuringStart
+    └── DataQuotaExceeded ················ its data folder holds more than limits.data_mb
 ```
 
 This module is imported by plugin processes: it must stay free of heavy imports.
@@ -40,20 +42,25 @@ This module is imported by plugin processes: it must stay free of heavy imports.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 __all__ = [
+    "ERROR_CODES",
     "BadRequest",
     "BrokerError",
     "BusError",
     "BusPermissionDenied",
     "BusUnavailable",
     "ConfigError",
+    "DataQuotaExceeded",
     "DecodeError",
     "DependencyBlocked",
     "DependencyCycle",
     "DependencyError",
     "DependencyNotRunning",
+    "ErrorCode",
     "ExitedDuringStart",
+    "FileError",
     "Forbidden",
     "InvalidState",
     "InvalidTransition",
@@ -74,34 +81,32 @@ def _tail(lines: Sequence[str], prefix: str = "\n  | ") -> str:
     return "".join(prefix + line for line in lines)
 
 
+#: The management API's ``error.code`` values (DESIGN 2.6): the one list. ``rosey.protocol.wire``
+#: types the envelope with it, the NATS face checks against it.
+ErrorCode = Literal[
+    "not_found", "invalid_state", "dependency", "forbidden", "bad_request", "internal"
+]
+ERROR_CODES: frozenset[str] = frozenset(get_args(ErrorCode))
+
+
 class RoseyError(Exception):
     """Base of every error Rosey raises on purpose."""
 
     #: The management API's ``error.code`` for this class (DESIGN 2.6).
-    code: str = "internal"
+    code: ErrorCode = "internal"
 
     @property
     def message(self) -> str:
         return str(self)
 
 
-class ConfigError(RoseyError):
-    """The bot configuration (file or flags) is not valid."""
+class FileError(RoseyError):
+    """A file we read (or the flags standing in for one) is not valid: where, field, problem.
 
-    code = "bad_request"
+    The shape both ``ConfigError`` and ``ManifestError`` take; catch those, not this.
+    """
 
-    def __init__(self, source: str, field: str, problem: str) -> None:
-        self.source = source
-        self.field = field
-        self.problem = problem
-        where = f"{source}: {field}" if field else source
-        super().__init__(f"{where}: {problem}")
-
-
-class ManifestError(RoseyError):
-    """A plugin.yaml (or the plugin it describes) is not valid."""
-
-    code = "bad_request"
+    code: ErrorCode = "bad_request"
 
     def __init__(self, file: str, field: str, problem: str) -> None:
         self.file = file
@@ -111,10 +116,23 @@ class ManifestError(RoseyError):
         super().__init__(f"{where}: {problem}")
 
 
+class ConfigError(FileError):
+    """The bot configuration (file or flags) is not valid."""
+
+    @property
+    def source(self) -> str:
+        """The file or flag at fault (this class's older name for ``file``)."""
+        return self.file
+
+
+class ManifestError(FileError):
+    """A plugin.yaml (or the plugin it describes) is not valid."""
+
+
 class SubjectError(RoseyError, ValueError):
     """A token given to a subject builder cannot be part of a NATS subject."""
 
-    code = "bad_request"
+    code: ErrorCode = "bad_request"
 
     def __init__(self, token: str, problem: str) -> None:
         self.token = token
@@ -125,7 +143,7 @@ class SubjectError(RoseyError, ValueError):
 class DecodeError(RoseyError, ValueError):
     """A message body on the bus is not what its subject promises."""
 
-    code = "bad_request"
+    code: ErrorCode = "bad_request"
 
     def __init__(self, subject: str, problem: str) -> None:
         self.subject = subject
@@ -182,7 +200,7 @@ class NoResponders(BusError):
 class BusPermissionDenied(BusError):
     """The broker refused an operation because of this client's permissions."""
 
-    code = "forbidden"
+    code: ErrorCode = "forbidden"
 
     def __init__(self, subject: str, operation: str) -> None:
         self.subject = subject
@@ -193,7 +211,7 @@ class BusPermissionDenied(BusError):
 class BadRequest(RoseyError):
     """A management request is malformed: bad JSON, wrong types, unknown action."""
 
-    code = "bad_request"
+    code: ErrorCode = "bad_request"
 
     def __init__(self, problem: str) -> None:
         self.problem = problem
@@ -207,7 +225,7 @@ class InvalidTransition(RoseyError):
     either prevents it (checks first) or translates it into ``InvalidState`` for the caller.
     """
 
-    code = "invalid_state"
+    code: ErrorCode = "invalid_state"
 
     def __init__(self, state: str, event: str, allowed: Sequence[str] = ()) -> None:
         self.state = state
@@ -230,7 +248,7 @@ class PluginError(RoseyError):
 
 
 class PluginNotFound(PluginError):
-    code = "not_found"
+    code: ErrorCode = "not_found"
 
     def __init__(self, plugin: str, known: Sequence[str] = ()) -> None:
         self.known = sorted(known)
@@ -241,7 +259,7 @@ class PluginNotFound(PluginError):
 
 
 class InvalidState(PluginError):
-    code = "invalid_state"
+    code: ErrorCode = "invalid_state"
 
     def __init__(self, plugin: str, state: str, action: str, reason: str = "") -> None:
         self.state = state
@@ -254,7 +272,7 @@ class InvalidState(PluginError):
 
 
 class Forbidden(PluginError):
-    code = "forbidden"
+    code: ErrorCode = "forbidden"
 
     def __init__(self, plugin: str, user: str, action: str) -> None:
         self.user = user
@@ -265,7 +283,7 @@ class Forbidden(PluginError):
 
 
 class DependencyError(PluginError):
-    code = "dependency"
+    code: ErrorCode = "dependency"
 
 
 class MissingDependency(DependencyError):
@@ -328,6 +346,21 @@ class ExitedDuringStart(StartFailed):
             plugin,
             f"plugin {plugin!r} exited during start ({describe_exit(exit_code)})",
             stderr_tail,
+        )
+
+
+class DataQuotaExceeded(PluginError):
+    """A plugin's data folder already holds more than its quota, so it is not started."""
+
+    def __init__(self, plugin: str, folder: str, used_mb: int, quota_mb: int) -> None:
+        self.folder = folder
+        self.used_mb = used_mb
+        self.quota_mb = quota_mb
+        super().__init__(
+            plugin,
+            f"data folder {folder} of plugin {plugin!r} over its quota of {quota_mb} MB "
+            f"(it holds {used_mb} MB): delete files there, or raise limits.data_mb "
+            "(up to the operator's limits_max.data_mb)",
         )
 
 

@@ -26,7 +26,7 @@ import pytest_asyncio
 from nats.aio.msg import Msg
 
 from botproc import EXAMPLE_PLUGINS, FIXTURE_PLUGINS, BotProcess, run_bot
-from helpers import wait_gone
+from helpers import eventually, wait_gone
 from rosey.api.actions import ACTIONS
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -287,14 +287,15 @@ async def test_logs(bot: BotProcess, face: str) -> None:
     await restore(bot)
     marker = f"m{uuid.uuid4().hex[:12]}"
     assert await bot.chat(f"!apibase say {marker}") == "ok"
-    deadline = time.monotonic() + 15
-    while True:  # the plugin's stderr reaches its log file through the manager's pipe
+    outcome = Outcome(False, None, "")
+
+    async def logged() -> bool:  # stderr reaches the log file through the manager's pipe
+        nonlocal outcome
         outcome = await via(face, bot, "logs", "api_base")
         assert outcome.ok, outcome
-        if f"said {marker}" in outcome.text:
-            break
-        assert time.monotonic() < deadline, f"never saw {marker!r} in the log: {outcome.text}"
-        await asyncio.sleep(0.1)
+        return f"said {marker}" in outcome.text
+
+    await eventually(logged, timeout=15, what=f"{marker!r} in the log")
     assert "api_base started" in outcome.text
 
 
@@ -400,13 +401,14 @@ async def test_long_chat_output_is_split_into_numbered_messages(bot: BotProcess)
     await restore(bot)
     words = " ".join(f"line{i:03d}-{'x' * 30}" for i in range(40))
     assert await bot.chat(f"!apibase say {words}") == "ok"
-    deadline = time.monotonic() + 15
-    while True:
+    replies: list[str] = []
+
+    async def logged() -> bool:
+        nonlocal replies
         replies = await chat(bot, "!plugin logs api_base 40")
-        if any("line039" in r for r in replies):
-            break
-        assert time.monotonic() < deadline, replies
-        await asyncio.sleep(0.1)
+        return any("line039" in r for r in replies)
+
+    await eventually(logged, timeout=15, what="line039 in '!plugin logs api_base 40'")
     assert len(replies) > 1
     assert all(len(r) <= 400 and len(r.splitlines()) <= 15 for r in replies)
     assert [NUMBERED.match(r).group(1) for r in replies] == [  # type: ignore[union-attr]
@@ -476,16 +478,17 @@ async def test_logs_cursor_returns_only_what_came_after(bot: BotProcess) -> None
     marker = f"c{uuid.uuid4().hex[:12]}"
     assert await bot.chat(f"!apibase say {marker}-1 {marker}-2") == "ok"
     got: list[str] = []
-    deadline = time.monotonic() + 15
-    while len(got) < 2:
+
+    async def read_on() -> bool:  # one line per read, each read from the cursor the last gave
+        nonlocal cursor
         reply = await bot.manage("logs", {"plugin": "api_base", "lines": 1, "cursor": cursor})
         assert reply["ok"], reply
         assert len(reply["result"]["lines"]) <= 1
-        got += reply["result"]["lines"]
+        got.extend(reply["result"]["lines"])
         cursor = reply["result"]["cursor"]
-        assert time.monotonic() < deadline, got
-        if not reply["result"]["lines"]:
-            await asyncio.sleep(0.1)
+        return len(got) >= 2
+
+    await eventually(read_on, timeout=15, what="two lines after the cursor")
     assert [line.rsplit(" ", 1)[-1] for line in got] == [f"{marker}-1", f"{marker}-2"]
     again = await bot.manage("logs", {"plugin": "api_base", "cursor": cursor})
     assert again["result"]["lines"] == []

@@ -63,7 +63,9 @@ async def test_a_critical_plugin_that_ends_disabled_stops_the_bot_with_exit_1(
     plugins = tmp_path / "plugins"
     write_plugin(plugins, "core", critical=True, config={"exit_on_start": 1})
     write_plugin(plugins, "fine")
-    async with run_bot(tmp_path, plugins_dirs=[plugins], config=FAST, ready=False) as bot:
+    # Critical only because the operator says so too (a manifest alone cannot: DESIGN 2.3).
+    config = FAST + "plugins: {core: {critical: true}}\n"
+    async with run_bot(tmp_path, plugins_dirs=[plugins], config=config, ready=False) as bot:
         async with asyncio.timeout(60):
             code = await bot.proc.wait()
     log = "\n".join(bot.log)

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from test_manager_kit import make_config, running_manager, write_plugin
 
+from helpers import eventually
+
 
 @pytest.mark.parametrize(
     ("policy", "how", "restarted", "final"),
@@ -124,8 +126,20 @@ async def test_one_plugins_backoff_never_delays_another(nats_url: str, tmp_path:
 async def test_the_backoff_grows_and_resets_after_a_stable_run(
     nats_url: str, tmp_path: Path
 ) -> None:
+    """0.2 s, then 2 s; a run of at least ``reset_after_s`` starts the streak over at 0.2 s.
+
+    The stable run is waited for on the supervisor's own uptime (the clock ``ran_for`` is measured
+    with), not by sleeping a little longer than the window and hoping.
+    """
     write_plugin(tmp_path / "plugins", "p")
-    backoff = {"initial_s": 0.2, "factor": 10, "max_s": 60, "jitter": 0, "reset_after_s": 1.5}
+    reset_after_s = 1.5
+    backoff = {
+        "initial_s": 0.2,
+        "factor": 10,
+        "max_s": 60,
+        "jitter": 0,
+        "reset_after_s": reset_after_s,
+    }
     config = make_config(tmp_path / "plugins", tmp_path, backoff=backoff, max_crash_count=10)
     async with running_manager(nats_url, config) as h:
         supervisor = h.manager.supervisors["p"]
@@ -143,8 +157,13 @@ async def test_the_backoff_grows_and_resets_after_a_stable_run(
         await supervisor.wait_for(lambda s: s.state.value == "running", timeout=20)
         assert await crash_and_delay() == pytest.approx(2.0, abs=0.2)
         await h.manager.start_plugin("p")  # skips the 2 s wait
-        # Run longer than reset_after_s: the next crash starts the streak over.
-        await asyncio.sleep(1.6)
+
+        async def stable() -> bool:
+            # uptime and the run's ran_for both count from ready_at on the monotonic clock, so
+            # once uptime reaches the window, the crash below ends a run at least that long.
+            return supervisor.uptime >= reset_after_s
+
+        await eventually(stable, timeout=reset_after_s + 10, what="a run of reset_after_s")
         assert await crash_and_delay() == pytest.approx(0.2, abs=0.1)
 
 
@@ -166,7 +185,10 @@ async def test_a_critical_plugin_that_ends_disabled_resolves_fatal(
 ) -> None:
     write_plugin(tmp_path / "plugins", "core", critical=True, config={"exit_on_start": 1})
     write_plugin(tmp_path / "plugins", "extra")
-    config = make_config(tmp_path / "plugins", tmp_path, max_crash_count=1)
+    # Critical only because the operator's entry says so too (DESIGN 2.3).
+    config = make_config(
+        tmp_path / "plugins", tmp_path, max_crash_count=1, plugins={"core": {"critical": True}}
+    )
     async with running_manager(nats_url, config) as h:
         await h.manager.start_all()
         async with asyncio.timeout(20):

@@ -23,11 +23,12 @@ import yaml
 
 from helpers import is_alive, wait_gone
 from rosey.bus.client import EventBus
-from rosey.protocol import subjects
+from rosey.protocol import subjects, wire
 from rosey.sandbox.cgroups import GROUP_PREFIX, CgroupGroup
 from rosey.sandbox.confine import Sandbox
 from rosey.sandbox.host import detect_host
 from rosey.sandbox.limits import ResourceLimits
+from rosey.sandbox.logs import LOG_BURST_BYTES, LOG_RATE_BYTES, OUTPUT_TAG, STAMP_LENGTH
 from rosey.sandbox.process import PlainSpawner, PluginProcess, Spawner, SpawnSpec
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "plugins"
@@ -204,7 +205,9 @@ async def test_exit_is_seen_while_a_grandchild_still_holds_the_pipes(
     pids: dict[str, int] = {}
     try:
         async with asyncio.timeout(20):
-            assert (await process.receive() or {}).get("type") == "ready"
+            message = await process.receive()
+            assert message is not None
+            assert message["type"] == "ready"
         pids = json.loads((spec.data_dir / "forker-pids.json").read_text())
         await process.send({"type": "stop"})
         async with asyncio.timeout(10):
@@ -246,6 +249,33 @@ async def test_flooder_log_stays_under_its_cap_and_the_plugin_keeps_answering(
         files = sorted(spec.log_path.parent.glob("flooder.log*"))
         assert [f.name for f in files] == ["flooder.log", "flooder.log.1", "flooder.log.2"]
         assert sum(f.stat().st_size for f in files) <= cap * (backups + 1)
+    assert await wait_gone([process.pid], timeout=5) == []
+
+
+async def test_a_flood_of_empty_lines_is_held_back_not_paid_for_by_the_manager(
+    sandbox: Sandbox, nats_url: str, tmp_path: Path
+) -> None:
+    """Every line gets a timestamp, so a flood of empty lines is the costliest output for the
+    manager (about 30 log bytes per byte read). Past the plugin's log budget the pump stops
+    reading: the pipe fills and the flooder's own writes block."""
+    spec = make_spec(tmp_path, nats_url, "flooder", config={"empty": True})
+    started = time.monotonic()
+    async with running(sandbox.spawner(), spec) as process, EventBus(nats_url, name="test") as bus:
+        async with asyncio.timeout(60):
+            while process.output_budget.paused_s < 1.0:  # noqa: ASYNC110 - a counter, no event
+                await asyncio.sleep(0.05)
+        elapsed = time.monotonic() - started
+        one_read = 64 * 1024 * (STAMP_LENGTH + len(OUTPUT_TAG) + 2)  # written for one read
+        assert process.log_bytes_written <= LOG_BURST_BYTES + LOG_RATE_BYTES * elapsed + one_read
+        request = wire.command_request(
+            "flooded", [], user={"username": "t", "rank": 0}, channel="", platform="test",
+            correlation_id="c1",
+        )  # fmt: skip
+        reply = await bus.request(subjects.command_execute("flooder"), request, timeout=5)
+        flooded = int(reply.json()["text"])
+        # What it wrote is what the log took (one byte became at least one), plus what the
+        # pipe and one read hold: its writes were blocked, not buffered somewhere without end.
+        assert flooded <= process.log_bytes_written + 2 * 1024 * 1024
     assert await wait_gone([process.pid], timeout=5) == []
 
 

@@ -22,6 +22,7 @@ from rosey.config import BotConfig
 from rosey.errors import BusError
 from rosey.manager import PluginManager
 from rosey.protocol import subjects
+from rosey.protocol.control import ControlMessage
 from rosey.sandbox.confine import Sandbox
 from rosey.sandbox.host import detect_host
 from rosey.sandbox.process import PlainSpawner, PluginProcess
@@ -39,7 +40,7 @@ async def spawn(
     return await PlainSpawner().spawn(make_spec(tmp_path, nats_url, name, config=config))
 
 
-async def first_message(process: PluginProcess) -> dict[str, Any]:
+async def first_message(process: PluginProcess) -> ControlMessage:
     async with asyncio.timeout(20):
         message = await process.receive()
     assert message is not None, process.stderr_tail.lines()
@@ -149,3 +150,25 @@ async def test_manager_stops_the_sigterm_ignorer_within_stop_timeout_plus_one_se
         assert await wait_gone([pid], timeout=5) == []
     finally:
         box.close()
+
+
+async def test_forged_control_lines_reach_the_manager_only_as_escaped_notes(
+    nats_url: str, tmp_path: Path
+) -> None:
+    """Plugin code can write its end of the control channel (``forged_control`` does, with
+    terminal escapes and a newline that would forge a log line): a line that is no message
+    becomes ``invalid`` with a bounded note that is safe to log, and the forged ``failed``
+    that follows arrives as a message whose text the manager cleans before showing it
+    (``tests/integration/test_security_output.py`` checks that half)."""
+    process = await spawn(tmp_path, nats_url, "forged_control")
+    try:
+        message = await first_message(process)
+        assert message["type"] == "invalid"
+        assert "not json" in message["raw"]
+        assert "\x1b" not in message["raw"]
+        assert "\x9b" not in message["raw"]
+        assert "\n" not in message["raw"]
+        assert "\u202e" not in message["raw"]
+        assert (await first_message(process))["type"] == "failed"
+    finally:
+        await process.stop(0.5)

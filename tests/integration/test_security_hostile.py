@@ -66,12 +66,26 @@ async def _attack(bot: BotProcess, tmp_path: Path) -> tuple[dict[str, str], int]
         str(bot.state_dir),
         str(port),
     ]
+    request = {
+        "command": "attack",
+        "args": args,
+        "text": "!attack " + " ".join(args),
+        "user": {"username": "tester", "rank": 0},
+        "channel": "room",
+        "platform": "test",
+        "correlation_id": "attack",
+    }
+    assert bot.nc is not None
     try:
-        reply = await bot.chat("!attack " + " ".join(args), timeout=20)
+        # Straight through the broker (the core imports the plugin's command service): the
+        # JSON answer arrives whole, where chat would split a long reply.
+        reply = await bot.nc.request(
+            "rosey.commands.hostile.execute", json.dumps(request).encode(), timeout=20
+        )
     finally:
         decoy.close()
         await decoy.wait_closed()
-    return json.loads(reply), connections
+    return json.loads(json.loads(reply.data)["text"]), connections
 
 
 async def test_every_forbidden_attempt_is_refused_and_reported(tmp_path: Path) -> None:
@@ -178,7 +192,7 @@ async def test_external_server_mode_says_not_enforced_and_warns_once(
 
 
 async def test_reads_can_be_restricted_to_admins(tmp_path: Path) -> None:
-    config = "admins: [console, 'test:boss']\nsecurity: {read_access: admins}\n"
+    config = "admins: ['console:console', 'test:boss']\nsecurity: {read_access: admins}\n"
     async with run_bot(tmp_path, plugins_dirs=[DICE], config=config) as bot:
         assert "is not allowed to" in await bot.chat("!plugin list", user="mallory")
         assert "is not allowed to" in await bot.chat("!plugin status dice", user="mallory")

@@ -1,4 +1,5 @@
-"""Grants → NATS permissions: the baseline, each grant, callee replies, and what stays denied."""
+"""Grants → NATS permissions and account links: the baseline, each grant, what crosses between
+accounts, and what stays denied."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from rosey.errors import SubjectError
 from rosey.plugins.grants import (
     GRANTS,
     PUBLISH_DENY,
+    Export,
+    Import,
     SubjectPermissions,
+    account_links,
     all_permissions,
     callers_of,
     plugin_permissions,
@@ -21,7 +25,7 @@ from rosey.plugins.grants import (
 )
 from rosey.protocol import subjects
 
-BASE_PUBLISH = {"rosey.plugins.dice.>", "_INBOX_ROUTER.>", "_INBOX_MANAGER.>"}
+BASE_PUBLISH = {"rosey.plugins.dice.>", "_R_.>"}
 BASE_SUBSCRIBE = {"rosey.commands.dice.execute", "rosey.health.dice.ping", "_INBOX_dice.>"}
 DENY = {
     "rosey.manager.>",
@@ -102,22 +106,15 @@ def test_bucket_naming_matches_nats_py() -> None:
     assert subjects.kv_keys_all("dice") == KV_PRE_TEMPLATE.format(bucket=bucket) + ">"
 
 
-def test_callee_may_reply_to_its_callers_inbox() -> None:
+def test_callers_publish_the_callee_subject_and_the_callee_replies_through_the_broker() -> None:
+    """Replies cross accounts through the service import (``_R_.>``), never a caller's inbox."""
     perms = all_permissions(
         {"dice": ["plugins.call:trivia"], "trivia": [], "quotes": ["plugins.call:trivia"]}
     )
     assert "rosey.commands.trivia.execute" in perms["dice"].publish_allow
     assert "rosey.commands.trivia.execute" in perms["quotes"].publish_allow
-    assert set(perms["trivia"].publish_allow) == {
-        "rosey.plugins.trivia.>",
-        "_INBOX_ROUTER.>",
-        "_INBOX_MANAGER.>",
-        "_INBOX_dice.>",
-        "_INBOX_quotes.>",
-    }
-    # The callers gain nothing on each other's or the callee's inbox.
-    assert not any(s.startswith("_INBOX_trivia") for s in perms["dice"].publish_allow)
-    assert "_INBOX_quotes.>" not in perms["dice"].publish_allow
+    assert set(perms["trivia"].publish_allow) == {"rosey.plugins.trivia.>", "_R_.>"}
+    assert not any(s.startswith("_INBOX") for p in perms.values() for s in p.publish_allow)
 
 
 def test_call_grant_for_a_plugin_that_is_not_installed() -> None:
@@ -129,7 +126,7 @@ def test_call_grant_for_a_plugin_that_is_not_installed() -> None:
 def test_calling_itself() -> None:
     perms = all_permissions({"dice": ["plugins.call:dice"]})["dice"]
     assert "rosey.commands.dice.execute" in perms.publish_allow
-    assert "_INBOX_dice.>" in perms.publish_allow
+    assert "_INBOX_dice.>" in perms.subscribe_allow
 
 
 def test_callers_of() -> None:
@@ -245,6 +242,9 @@ NEVER_PUBLISH = [
     "rosey.plugins.other.scored",
     "rosey.health.other.ping",
     "_INBOX.abc",
+    "_INBOX_ROUTER.a.1",
+    "_INBOX_MANAGER.a.1",
+    "_INBOX_other.a.1",
     "$JS.API.STREAM.DELETE.KV_rosey_dice",
     "$JS.API.STREAM.INFO.KV_rosey_other",
     "$KV.rosey_other.key",
@@ -271,14 +271,118 @@ def test_forbidden_subjects_stay_forbidden(mine: list[str], theirs: list[str]) -
     pub = perms.publish_allow, perms.publish_deny
     sub = perms.subscribe_allow, perms.subscribe_deny
     assert can(*pub, "rosey.commands.other.execute") is ("plugins.call:other" in mine)
-    assert can(*pub, "_INBOX_other.x.1") is ("plugins.call:dice" in theirs)
+    assert not can(*pub, "_INBOX_other.x.1")
     assert can(*pub, "rosey.platform.console.send") is ("chat.send" in mine)
     assert can(*sub, "rosey.events.message") is bool({"events.message", "events.all"} & set(mine))
     assert can(*sub, "rosey.events.other") is ("events.all" in mine)
     assert can(*sub, "rosey.plugins.other.scored") is ("plugins.events:other" in mine)
     assert can(*pub, "$KV.rosey_dice.key") is ("storage" in mine)
     # The baseline never goes away.
-    for subject in ("rosey.plugins.dice.scored", "_INBOX_ROUTER.a.1", "_INBOX_MANAGER.a.1"):
+    for subject in ("rosey.plugins.dice.scored", "_R_.a.b"):
         assert can(*pub, subject)
     for subject in ("rosey.commands.dice.execute", "rosey.health.dice.ping", "_INBOX_dice.a.1"):
         assert can(*sub, subject)
+
+
+# --- account links: what crosses between the core's account and each plugin's ------------------
+
+CORE = "ROSEY"
+
+
+def _account(name: str) -> str:
+    return f"plugin_{name}"
+
+
+def _links(grants: dict[str, list[str]]) -> dict[str, tuple[set[Export], set[Import]]]:
+    found = account_links(grants, core=CORE, account_of=_account)
+    return {name: (set(links.exports), set(links.imports)) for name, links in found.items()}
+
+
+def test_a_plugin_without_grants_exports_its_services_and_events_to_the_core_only() -> None:
+    links = _links({"dice": []})
+    exports, imports = links["dice"]
+    assert exports == {
+        Export("service", "rosey.commands.dice.execute", (CORE,)),
+        Export("service", "rosey.health.dice.ping", (CORE,)),
+        Export("stream", "rosey.plugins.dice.>", (CORE,)),
+    }
+    assert imports == set()
+    core_exports, core_imports = links[CORE]
+    assert core_exports == set()  # no export without importers: it would be public
+    assert core_imports == {
+        Import("service", "plugin_dice", "rosey.commands.dice.execute"),
+        Import("service", "plugin_dice", "rosey.health.dice.ping"),
+        Import("stream", "plugin_dice", "rosey.plugins.dice.>"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("grant", "core_export", "plugin_import"),
+    [
+        (
+            "events.message",
+            Export("stream", "rosey.events.message", ("plugin_dice",)),
+            Import("stream", CORE, "rosey.events.message"),
+        ),
+        (
+            "events.all",
+            Export("stream", "rosey.events.>", ("plugin_dice",)),
+            Import("stream", CORE, "rosey.events.>"),
+        ),
+        (
+            "chat.send",
+            Export("service", "rosey.platform.*.send", ("plugin_dice",)),
+            Import("service", CORE, "rosey.platform.*.send"),
+        ),
+        (
+            "plugins.call:trivia",
+            Export("service", "rosey.relay.dice.>", ("plugin_dice",)),
+            Import("service", CORE, "rosey.relay.dice.trivia", to="rosey.commands.trivia.execute"),
+        ),
+    ],
+)
+def test_each_grant_crosses_exactly_one_link(
+    grant: str, core_export: Export, plugin_import: Import
+) -> None:
+    links = _links({"dice": [grant], "trivia": []})
+    assert links[CORE][0] == {core_export}
+    assert links["dice"][1] == {plugin_import}
+    assert links["trivia"][1] == set()
+
+
+def test_plugin_events_go_to_the_granted_plugins_only() -> None:
+    links = _links({"dice": ["plugins.events:trivia"], "trivia": [], "other": []})
+    trivia_events = next(e for e in links["trivia"][0] if e.kind == "stream")
+    assert trivia_events.accounts == (CORE, "plugin_dice")
+    assert links["dice"][1] == {Import("stream", "plugin_trivia", "rosey.plugins.trivia.>")}
+    assert links["other"][1] == set()
+
+
+def test_grants_naming_a_missing_plugin_import_no_account() -> None:
+    links = _links({"dice": ["plugins.events:gone", "plugins.call:gone"]})
+    assert links["dice"][1] == {
+        Import("service", CORE, "rosey.relay.dice.gone", to="rosey.commands.gone.execute")
+    }
+
+
+@given(grant_lists, grant_lists)
+def test_nothing_crosses_to_a_plugin_that_did_not_ask(mine: list[str], theirs: list[str]) -> None:
+    """Every import of a plugin's account is one of its own grants; every export names who."""
+    links = account_links({"dice": mine, "other": theirs}, core=CORE, account_of=_account)
+    for link in links.values():
+        assert all(export.accounts for export in link.exports)
+    for imported in links["dice"].imports:
+        if imported.account == "plugin_other":
+            assert "plugins.events:other" in mine
+        elif imported.subject.startswith("rosey.relay."):
+            assert imported.subject.startswith("rosey.relay.dice.")
+            assert f"plugins.call:{imported.subject.split('.')[3]}" in mine
+        elif imported.subject == "rosey.platform.*.send":
+            assert "chat.send" in mine
+        else:
+            assert imported.subject in {"rosey.events.message", "rosey.events.>"}
+            assert imported.subject.replace("rosey.", "").replace(".>", ".all") in mine
+    for export in links["other"].exports:
+        if "plugin_dice" in export.accounts:
+            assert export.subject == "rosey.plugins.other.>"
+            assert "plugins.events:other" in mine

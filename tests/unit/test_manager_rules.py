@@ -17,7 +17,7 @@ from rosey.manager.desired import DesiredState, _decode, _encode, resolve_enable
 from rosey.manager.gate import StartGate
 from rosey.manager.manager import PluginManager
 from rosey.plugins.discovery import DiscoveredPlugin
-from rosey.plugins.manifest import Manifest
+from rosey.protocol.manifest import Manifest
 
 # --- ping streaks -----------------------------------------------------------------------------
 

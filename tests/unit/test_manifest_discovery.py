@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,7 @@ import pytest
 from rosey.config import BotConfig, PluginOverride, load_config
 from rosey.errors import ConfigError
 from rosey.plugins.discovery import discover
-from rosey.plugins.manifest import Manifest, manifest_problems
+from rosey.protocol.manifest import Manifest, manifest_problems
 
 GOOD = {"name": "dice", "version": "1.0.0", "entrypoint": "dice:DicePlugin"}
 
@@ -95,7 +93,8 @@ def test_discovery_skips_only_the_bad_plugins(tmp_path: Path) -> None:
         "m.py",
         "class Other: ...\n",
     )
-    make_plugin(tmp_path, "e_dup", "name: good\nversion: 1.0.0\nentrypoint: m:P\n", "m.py")
+    make_plugin(tmp_path, "e_dup", "name: dupe\nversion: 1.0.0\nentrypoint: m:P\n", "m.py")
+    make_plugin(tmp_path, "h_dup", "name: dupe\nversion: 2.0.0\nentrypoint: m:P\n", "m.py")
     make_plugin(
         tmp_path,
         "f_conflict",
@@ -108,46 +107,23 @@ def test_discovery_skips_only_the_bad_plugins(tmp_path: Path) -> None:
     found = discover([tmp_path])
     assert sorted(found.plugins) == ["good", "pkg"]
     texts = [str(p) for p in found.problems]
-    assert len(texts) == 5, texts
+    assert len(texts) == 6, texts
     assert any("b_yaml" in t and "not valid YAML at line" in t for t in texts)
     assert any("c_nomodule" in t and "module 'gone' not found" in t for t in texts)
     assert any("d_noclass" in t and "no class 'Missing'" in t and "Other" in t for t in texts)
-    assert any("e_dup" in t and "already used by" in t and "a_good" in t for t in texts)
+    dupes = [t for t in texts if "'dupe' is declared by 2 folders" in t]
+    assert len(dupes) == 2, dupes
+    assert all("e_dup" in t and "h_dup" in t for t in dupes), dupes
     assert any(
         "f_conflict" in t and "!hi is already claimed by plugin 'good'" in t and "'other'" in t
         for t in texts
     )
 
 
-def test_validate_command_exit_codes(tmp_path: Path) -> None:
-    good = make_plugin(
-        tmp_path,
-        "good",
-        "name: good\nversion: 1.0.0\nentrypoint: good:Good\n",
-        "good.py",
-        "class Good: ...\n",
-    )
-    bad = make_plugin(tmp_path, "bad", "name: bad\nversion: one\nentrypoint: m:P\n", "m.py")
-    ok = subprocess.run(
-        [sys.executable, "-m", "rosey.cli", "plugin", "validate", str(good)],
-        capture_output=True,
-        text=True,
-    )
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "1 plugin(s) valid: good" in ok.stdout
-    failed = subprocess.run(
-        [sys.executable, "-m", "rosey.cli", "plugin", "validate", str(good), str(bad)],
-        capture_output=True,
-        text=True,
-    )
-    assert failed.returncode == 1
-    assert f"{bad / 'plugin.yaml'}: version: 'one' is not allowed" in failed.stdout
-
-
 def test_config_overrides_manifest_and_env(tmp_path: Path) -> None:
     path = tmp_path / "plugins.yaml"
     path.write_text(
-        "plugins_dir: [a, b]\nadmins: [console, 'irc:op']\n"
+        "plugins_dir: [a, b]\nadmins: ['console:console', 'irc:op']\n"
         "plugins:\n  dice: {restart_policy: always, limits: {memory_mb: 64},"
         " config: {max_dice: 3}}\n"
     )

@@ -19,6 +19,7 @@ from rosey.sandbox.limits import (
     v1_settings,
     v2_settings,
 )
+from rosey.sandbox.logs import IntakeBudget
 from rosey.sandbox.stats import TreeSample, exceeded
 
 LIMITS = ResourceLimits(memory_mb=64, cpu_percent=50, max_processes=8, open_files=100)
@@ -81,9 +82,18 @@ def test_cpu_quota_spans_cores_and_never_goes_below_the_kernel_minimum(
 def test_rlimits_with_a_memory_cgroup_leave_memory_to_it() -> None:
     assert rlimit_values(LIMITS, memory_by_cgroup=True) == {
         resource.RLIMIT_NOFILE: (100, 100),
-        resource.RLIMIT_FSIZE: (1024 * MIB, 1024 * MIB),
+        resource.RLIMIT_FSIZE: (100 * MIB, 100 * MIB),  # no file outgrows data_mb (100)
         resource.RLIMIT_CORE: (0, 0),
     }
+
+
+@pytest.mark.parametrize(("data_mb", "file_size_mb", "cap_mb"), [(8, 1024, 8), (4096, 1024, 1024)])
+def test_the_file_size_rlimit_is_the_smaller_of_data_quota_and_file_cap(
+    data_mb: int, file_size_mb: int, cap_mb: int
+) -> None:
+    limits = ResourceLimits(data_mb=data_mb, file_size_mb=file_size_mb)
+    values = rlimit_values(limits, memory_by_cgroup=True)
+    assert values[resource.RLIMIT_FSIZE] == (cap_mb * MIB, cap_mb * MIB)
 
 
 def test_rlimits_without_a_memory_cgroup_cap_the_data_segment() -> None:
@@ -108,6 +118,11 @@ def test_rlimits_without_a_memory_cgroup_cap_the_data_segment() -> None:
             True,
             "memory limit 64 MB hit: the kernel's OOM killer ended it; "
             "process limit 8 hit: 43 forks refused",
+        ),
+        (
+            LimitEvents(data_used_mb=130),
+            False,
+            "data folder over its quota of 100 MB (130 MB found)",
         ),
     ],
 )
@@ -161,3 +176,20 @@ def _sample(**changes: float) -> TreeSample:
 )
 def test_exceeded(sample: TreeSample, over: list[str]) -> None:
     assert exceeded(sample, LIMITS) == over
+
+
+@pytest.mark.parametrize(
+    ("writes", "pauses"),
+    [
+        # (bytes, at second) → the pause asked for after each; rate 10/s, burst 20.
+        ([(10, 0.0), (10, 0.0)], [0.0, 0.0]),  # within the burst
+        ([(10, 0.0), (10, 0.0), (10, 0.0)], [0.0, 0.0, 1.0]),  # 10 over: 1 s at 10/s
+        ([(30, 0.0), (0, 1.0)], [1.0, 0.0]),  # drained by the time it reads again
+        ([(30, 0.0), (30, 0.5)], [1.0, 3.5]),  # 60 - 5 drained - 20 burst = 35 over
+    ],
+)
+def test_intake_budget_holds_output_back_past_its_rate(
+    writes: list[tuple[int, float]], pauses: list[float]
+) -> None:
+    budget = IntakeBudget(rate=10, burst=20)
+    assert [budget.spend(size, at) for size, at in writes] == pytest.approx(pauses)

@@ -9,6 +9,7 @@ api/
   render.py        words for people: status blocks, list lines, tables, errors (pure)
   chat.py          face: ``!plugin ACTION ...`` from any connector (admin check, chunking)
   nats_face.py     face: ``rosey.manager.<action>`` request/reply envelopes
+  http/            face: the HTTP API, live events, /metrics and the dashboard (DESIGN 2.11)
 ```
 The CLI face is ``rosey.cli``. Adding an action means adding one module to ``actions/``.
 """

@@ -2,7 +2,8 @@
 
 Words become the action's request model (positional fields in order); actions that need an
 admin are refused for everyone else, and each refusal is logged with who tried what. Replies
-are split into chat-sized messages.
+are cleaned and split into chat-sized messages by ``rosey.router.split.chunk``, the mechanism
+plugin replies go through too.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from rosey.api.action import Action, Permission
 from rosey.api.actions import get_action
 from rosey.api.render import error_text, result_lines
 from rosey.errors import Forbidden, RoseyError
+from rosey.protocol.admins import ChatCaller, parse_admin
+from rosey.protocol.admins import is_admin as admin_rule
+from rosey.protocol.text import clean
 from rosey.router.parse import ParsedCommand
-from rosey.router.router import Caller
+from rosey.router.split import chunk
 
 if TYPE_CHECKING:
     from rosey.manager.manager import PluginManager
@@ -24,23 +28,31 @@ if TYPE_CHECKING:
 log = logging.getLogger("rosey.api")
 
 PREFIX = "!plugin"
-MAX_CHARS = 400
-MAX_LINES = 15
-MAX_MESSAGES = 8
 #: Log lines shown in chat at most; the CLI shows any number.
 CHAT_LOG_LINES = 20
 _HELP_WORDS = ("help", "-h", "--help")
 
 
-def is_admin(caller: Caller, admins: Sequence[str]) -> bool:
-    """Whether the caller is in ``admins``, as ``platform:user`` or as plain ``user``."""
-    return f"{caller.platform}:{caller.username}" in admins or caller.username in admins
+def is_admin(caller: ChatCaller, admins: Sequence[str]) -> bool:
+    """Whether an ``admins`` entry matches the caller (rules: ``rosey.protocol.admins``).
+
+    ``platform:user`` matches that platform and user exactly, never a guest; ``platform:rank>=N``
+    matches a rank of N or more on that platform. The config refuses any other entry; one that
+    got here anyway matches nobody.
+    """
+    entries = []
+    for text in admins:
+        try:
+            entries.append(parse_admin(text))
+        except ValueError:
+            log.error("admins entry %r ignored: not platform:user or platform:rank>=N", text)
+    return admin_rule(caller, entries)
 
 
 async def handle_plugin_command(
     manager: PluginManager,
     parsed: ParsedCommand,
-    caller: Caller,
+    caller: ChatCaller,
     admins: Sequence[str],
     *,
     open_reads: bool = True,
@@ -64,11 +76,12 @@ async def handle_plugin_command(
     if admin_only and not is_admin(caller, admins):
         who = f"{caller.platform}:{caller.username}"
         log.warning(
-            "refused: %s (rank %d) is not an admin and tried: %s %s",
+            "refused: %s (rank %d%s) is not an admin and tried: %s %s",
             who,
             caller.rank,
+            ", guest" if caller.guest else "",
             PREFIX,
-            " ".join(args)[:200],
+            clean(" ".join(args)[:200], one_line=True),  # typed by anyone: no escapes in logs
         )
         refusal = Forbidden(words[0] if words else "", who, action.verb)
         return [f"{PREFIX} {action.name}: {error_text(refusal.code, str(refusal))}"]
@@ -94,42 +107,3 @@ async def _run(manager: PluginManager, action: Action[Any], words: list[str]) ->
             *lines[-CHAT_LOG_LINES:],
         ]
     return lines
-
-
-def chunk(
-    lines: Sequence[str],
-    *,
-    max_chars: int = MAX_CHARS,
-    max_lines: int = MAX_LINES,
-    max_messages: int = MAX_MESSAGES,
-) -> list[str]:
-    """Pack lines into at most ``max_messages`` messages of ``max_chars`` and ``max_lines``.
-
-    A longer line is cut into pieces; several messages are numbered ``[1/3] ``; what does not
-    fit in ``max_messages`` is dropped and the last message says how many lines were.
-    """
-    room = max_chars - len(f"[{max_messages}/{max_messages}] ")
-    pieces: list[str] = []
-    for line in lines:
-        pieces.extend([line[i : i + room] for i in range(0, len(line), room)] or [""])
-    messages: list[list[str]] = []
-    size = 0
-    for piece in pieces:
-        if not messages or len(messages[-1]) >= max_lines or size + len(piece) + 1 > room:
-            messages.append([])
-            size = 0
-        messages[-1].append(piece)
-        size += len(piece) + 1
-    if len(messages) > max_messages:
-        dropped = sum(len(m) for m in messages[max_messages:])
-        messages = messages[:max_messages]
-        last = messages[-1]
-        # Make room for the note (its number grows as lines make way for it).
-        while len(last) >= max_lines or sum(len(p) + 1 for p in last) + 40 > room:
-            last.pop()
-            dropped += 1
-        last.append(f"… {dropped} more lines not shown")
-    texts = ["\n".join(m) for m in messages] or [""]
-    if len(texts) == 1:
-        return texts
-    return [f"[{i}/{len(texts)}] {text}" for i, text in enumerate(texts, 1)]

@@ -63,8 +63,59 @@ def locate(nats_url: str | None, state_dir: Path | None) -> BotAddress | NoBot:
     return address
 
 
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """``<state-dir>/runtime.json`` (DESIGN 2.1): how tools reach the running bot.
+
+    The one definition of the file: the bot writes ``to_json()``, tools read ``from_json``.
+    It holds the operator's credentials, so the bot writes it private (0600).
+    """
+
+    pid: int
+    nats_url: str
+    user: str | None
+    password: str | None
+    #: The HTTP face (DESIGN 2.11): its base URL and bearer token, when it runs.
+    http_url: str | None = None
+    http_token: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "nats_url": self.nats_url,
+            "user": self.user,
+            "password": self.password,
+            "http_url": self.http_url,
+            "http_token": self.http_token,
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> RuntimeInfo:
+        """The file's fields; ``ValueError`` naming what is wrong when it is not one."""
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        pid, url = data.get("pid"), data.get("nats_url")
+        user, password = data.get("user"), data.get("password")
+        http_url, http_token = data.get("http_url"), data.get("http_token")
+        if (
+            not isinstance(pid, int)
+            or not isinstance(url, str)
+            or not isinstance(user, str | None)
+            or not isinstance(password, str | None)
+        ):
+            raise ValueError("pid, nats_url, user, password")
+        return cls(
+            pid,
+            url,
+            user,
+            password,
+            http_url if isinstance(http_url, str) else None,
+            http_token if isinstance(http_token, str) else None,
+        )
+
+
 def read_runtime(path: Path) -> tuple[int, BotAddress] | NoBot:
-    """``runtime.json`` (DESIGN 2.1): ``{"pid", "nats_url", "user", "password"}``.
+    """``runtime.json`` (``RuntimeInfo``): the bot's pid and how to reach its bus.
 
     Read here rather than through ``rosey.bot`` so that the CLI need not import the whole bot.
     """
@@ -72,18 +123,11 @@ def read_runtime(path: Path) -> tuple[int, BotAddress] | NoBot:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         return NoBot(f"cannot read {path}: {exc}")
-    if not isinstance(data, dict):
-        return NoBot(f"{path} is not a runtime file (not a JSON object)")
-    pid, url = data.get("pid"), data.get("nats_url")
-    user, password = data.get("user"), data.get("password")
-    if (
-        not isinstance(pid, int)
-        or not isinstance(url, str)
-        or not isinstance(user, str | None)
-        or not isinstance(password, str | None)
-    ):
-        return NoBot(f"{path} is not a runtime file (pid, nats_url, user, password)")
-    return pid, BotAddress(url, user, password, source=str(path))
+    try:
+        info = RuntimeInfo.from_json(data)
+    except ValueError as exc:
+        return NoBot(f"{path} is not a runtime file ({exc})")
+    return info.pid, BotAddress(info.nats_url, info.user, info.password, source=str(path))
 
 
 def _alive(pid: int) -> bool:

@@ -12,13 +12,13 @@ this face does not check callers itself.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from rosey.aio import TaskSet
 from rosey.api.actions import get_action
 from rosey.bus.client import EventBus, Message, Subscription
-from rosey.errors import BadRequest, BusError, DecodeError, RoseyError
+from rosey.errors import ERROR_CODES, BadRequest, BusError, DecodeError, ErrorCode, RoseyError
 from rosey.protocol import subjects, wire
 
 if TYPE_CHECKING:
@@ -30,15 +30,12 @@ SUBJECT = subjects.MANAGER_ACTIONS
 #: Replies larger than this are replaced by an ``internal`` error (NATS' default max payload is
 #: 1 MiB; a reply that cannot be published would look like a timeout to the caller).
 MAX_REPLY_BYTES = 900 * 1024
-_ERROR_CODES = frozenset(
-    ("not_found", "invalid_state", "dependency", "forbidden", "bad_request", "internal")
-)
 
 
 def error_reply(code: str, message: str) -> wire.ApiReply:
-    if code not in _ERROR_CODES:
-        code = "internal"
-    return {"ok": False, "error": {"code": code, "message": message}}  # type: ignore[typeddict-item]
+    """The error envelope; a code outside ``ERROR_CODES`` is sent as ``internal``."""
+    known: ErrorCode = cast(ErrorCode, code) if code in ERROR_CODES else "internal"
+    return {"ok": False, "error": {"code": known, "message": message}}
 
 
 def parse_body(subject: str, data: bytes) -> dict[str, Any]:
@@ -76,7 +73,7 @@ class ManagementService:
         self.bus = bus
         self.manager = manager
         self._subscription: Subscription | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet(log, "management reply failed")
 
     async def start(self) -> None:
         self._subscription = await self.bus.subscribe(SUBJECT, self._on_request)
@@ -87,25 +84,13 @@ class ManagementService:
         if self._subscription is not None:
             await self._subscription.unsubscribe()
             self._subscription = None
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=1.0)
+        await self._tasks.drain(timeout, grace=1.0)
 
     async def _on_request(self, msg: Message) -> None:
         if not msg.reply:
             log.debug("management message on %s without a reply subject: ignored", msg.subject)
             return
-        task = asyncio.create_task(self._answer(msg), name=f"api:{msg.subject}")
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("management reply failed", exc_info=task.exception())
+        self._tasks.spawn(self._answer(msg), name=f"api:{msg.subject}")
 
     async def _answer(self, msg: Message) -> None:
         reply = await answer(self.manager, msg.subject, msg.data)

@@ -1,9 +1,11 @@
 """Management results in words for people, shared by the chat and CLI faces. Pure.
 
 Each function takes the result the action returned (DESIGN 2.6 shapes) and gives lines of
-text; colour is optional and only the CLI asks for it. An action without a renderer of its own
-is shown as its STATUS block if it returns one, else as JSON, so a new action needs no change
-here.
+text; colour is optional and only the CLI asks for it. Text a plugin can influence (its stderr
+in ``last_error``, log lines, anything shown as JSON) is cleaned of terminal escapes here
+(``rosey.protocol.text``), before colour is added, so the faces print it as it comes. An
+action without a renderer of its own is shown as its STATUS block if it returns one, else as
+JSON, so a new action needs no change here.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rosey.errors import describe_exit
+from rosey.protocol.text import clean, clean_lines, json_for_terminal
 
 STATE_COLOURS = {
     "running": "32",  # green
@@ -47,6 +50,11 @@ def duration(seconds: float | None) -> str:
     return f"{days}d {hours:02d}h"
 
 
+def _text(value: Any) -> str:
+    """A field shown on one line (a name, a state), cleaned."""
+    return clean(str(value), one_line=True)
+
+
 def _number(value: Any) -> str:
     return f"{value:g}" if isinstance(value, int | float) else "?"
 
@@ -61,7 +69,8 @@ def list_lines(plugins: Sequence[Mapping[str, Any]]) -> list[str]:
     if not plugins:
         return ["no plugins installed"]
     return [
-        f"{p['name']}: {p['state']}, {'enabled' if p['enabled'] else 'disabled'}, "
+        f"{p['name']}{' (connector)' if p.get('kind') == 'connector' else ''}: {p['state']}, "
+        f"{'enabled' if p['enabled'] else 'disabled'}, "
         f"up {duration(p.get('uptime_seconds'))}, restarts {p.get('restart_count', 0)}"
         for p in plugins
     ]
@@ -76,8 +85,8 @@ def list_table(plugins: Sequence[Mapping[str, Any]], *, colour: bool = False) ->
         rows.append(
             (
                 [
-                    str(p["name"]),
-                    str(p["state"]),
+                    _text(p["name"]),
+                    _text(p["state"]),
                     "yes" if p["enabled"] else "no",
                     duration(p.get("uptime_seconds")),
                     str(p.get("restart_count", 0)),
@@ -111,10 +120,10 @@ def status_lines(s: Mapping[str, Any], *, colour: bool = False) -> list[str]:
     if s.get("critical"):
         flags.append("critical")
     lines = [
-        f"{s['name']} {s.get('version', '')}: "
+        f"{_text(s['name'])} {_text(s.get('version', ''))}: "
         f"{paint(state, STATE_COLOURS.get(state), colour)} ({', '.join(flags)})"
     ]
-    error = str(s.get("last_error") or "").strip()
+    error = clean(str(s.get("last_error") or "")).strip()
     error_lines = error.splitlines()
     why = state not in ("running", "starting", "stopping") and bool(error_lines)
     if why:
@@ -173,6 +182,7 @@ def _resource_lines(s: Mapping[str, Any]) -> list[str]:
         parts.append(f"enforced by {', '.join(map(str, layers))}")
     if parts:
         lines.append("  " + "; ".join(parts))
+    lines.extend(f"  bounded: {note}" for note in s.get("bounds") or [])
     permissions = ", ".join(s.get("permissions") or []) or "none"
     broker = "enforced by the broker" if s.get("enforced") else "not enforced by the broker"
     violations = int(s.get("violations") or 0)
@@ -214,7 +224,9 @@ def result_lines(action: str, mutating: bool, result: Any, *, prefix: str) -> li
     if action == "list":
         return list_lines(result["plugins"])
     if action == "logs":
-        return list(result["lines"]) or [f"(nothing in the log of {result['plugin']} yet)"]
+        return clean_lines(list(result["lines"])) or [
+            f"(nothing in the log of {_text(result['plugin'])} yet)"
+        ]
     if action == "help":
         return help_lines(result, prefix)
     if action == "rescan":
@@ -224,4 +236,4 @@ def result_lines(action: str, mutating: bool, result: Any, *, prefix: str) -> li
         return [f"rescan: added {len(added)} plugin(s), stopped until started:", *list_lines(added)]
     if isinstance(result, Mapping) and "state" in result and "name" in result:
         return done_lines(action, result, prefix) if mutating else status_lines(result)
-    return json.dumps(result, indent=2, ensure_ascii=False).splitlines()
+    return json_for_terminal(json.dumps(result, indent=2, ensure_ascii=False)).splitlines()

@@ -2,23 +2,31 @@
 
 STATUS comes from ``PluginManager.get_plugin_status``; the shapes here document it for the
 faces and for type checking. Every face gets two fields next to STATUS: ``limits`` (the
-plugin's effective manifest limits, which resource use is shown against) and ``layers`` (the
-enforcement layers in force for its process, e.g. ``cgroup-v1``, ``rlimit``).
+plugin's effective manifest limits, which resource use is shown against), ``layers`` (the
+enforcement layers in force for its process, e.g. ``cgroup-v1``, ``rlimit``) and ``bounds``
+(what the operator's bounds changed in the manifest: ``critical`` ignored, a limit capped).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
+from rosey.manager import status
+from rosey.manager.status import Stats
+
+__all__ = [
+    "Limits",
+    "ListResult",
+    "LogsResult",
+    "Stats",
+    "Status",
+    "all_status",
+    "as_status",
+    "plugin_status",
+]
+
 if TYPE_CHECKING:
     from rosey.manager.manager import PluginManager
-
-
-class Stats(TypedDict):
-    running: bool
-    pid: int | None
-    cpu_percent: float
-    memory_mb: float
 
 
 class Limits(TypedDict):
@@ -26,32 +34,19 @@ class Limits(TypedDict):
     cpu_percent: int
     max_processes: int
     open_files: int
+    data_mb: int
 
 
-class Status(TypedDict):
-    """STATUS of DESIGN 2.6: everything about one plugin, and why it is in its state."""
+class Status(status.Status):
+    """STATUS (``rosey.manager.status.Status``) with what every face shows next to it."""
 
-    name: str
-    version: str
-    state: str
-    enabled: bool
-    critical: bool
-    uptime_seconds: float
-    crash_count: int
-    restart_count: int
-    error_rate: float
-    dependencies: list[str]
-    dependents: list[str]
-    last_exit_code: int | None
-    last_error: str | None
-    next_restart_in: float | None
-    stats: Stats
-    permissions: list[str]
-    enforced: bool
+    #: ``plugin``, or ``connector`` for a ``connectors:`` instance (DESIGN 2.9).
+    kind: NotRequired[str]
     layers: NotRequired[list[str]]
     violations: NotRequired[int]
     resources: NotRequired[dict[str, int]]
     limits: NotRequired[Limits]
+    bounds: NotRequired[list[str]]
 
 
 class ListResult(TypedDict):
@@ -88,7 +83,10 @@ def _with_extras(manager: PluginManager, status: dict[str, Any]) -> Status:
     # supervisor (the effective manifest, config overrides applied; the layers of its process).
     supervisor = manager.supervisors.get(str(status.get("name")))
     if supervisor is not None:
+        status.setdefault("kind", supervisor.manifest.kind)
         status.setdefault("limits", supervisor.manifest.limits.model_dump())
+        # What the operator's bounds changed in the manifest ("capped from X to Y ...").
+        status.setdefault("bounds", list(manager.bounds.get(supervisor.name, ())))
         status.setdefault("violations", int(getattr(supervisor, "violations", 0)))
         sample = getattr(supervisor, "last_sample", None)
         if sample is not None and "resources" not in status:

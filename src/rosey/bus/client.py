@@ -18,15 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import nats
-import nats.errors
-from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription as _NatsSubscription
 
 from rosey.errors import (
     BusError,
@@ -37,6 +32,24 @@ from rosey.errors import (
     RequestTimeout,
 )
 from rosey.protocol import wire
+
+# nats-py imports aiohttp for its websocket transport whenever aiohttp is installed (it is: the
+# HTTP face and the CyTube connector use it). Rosey speaks nats:// over TCP only, and that import
+# is ~150 ms: half of every plugin's start. Keep nats from doing it; anyone who wants aiohttp
+# (the bot's HTTP face, a plugin) still imports it as usual afterwards.
+_BLOCK_AIOHTTP = "aiohttp" not in sys.modules
+if _BLOCK_AIOHTTP:
+    sys.modules["aiohttp"] = None  # type: ignore[assignment]
+try:
+    import nats
+    import nats.errors
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription as _NatsSubscription
+finally:
+    if _BLOCK_AIOHTTP:
+        del sys.modules["aiohttp"]
+
 
 log = logging.getLogger("rosey.bus")
 
@@ -223,7 +236,15 @@ class EventBus:
             raise BusError(f"publish to {subject} failed: {exc}") from exc
 
     async def flush(self, timeout: float = 2.0) -> None:
+        """Return once the server has processed everything sent so far (subscriptions too).
+
+        nats-py's ``flush`` writes its PING straight to the socket while subscriptions and
+        publishes wait in a buffer for its flusher task, so one PONG can come back before the
+        server saw them ("ready" before subscribed). By the first PONG the flusher has written
+        that buffer (it ran while we waited); the second PING follows it on the wire.
+        """
         try:
+            await self._nc.flush(timeout=max(1, round(timeout)))
             await self._nc.flush(timeout=max(1, round(timeout)))
         except (nats.errors.Error, TimeoutError) as exc:
             raise BusError(f"flush failed: {exc}") from exc

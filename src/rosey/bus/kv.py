@@ -33,9 +33,18 @@ class KeyValue:
 
     @classmethod
     async def open(
-        cls, bus: EventBus, bucket: str, *, timeout: float = 2.0, description: str = ""
+        cls,
+        bus: EventBus,
+        bucket: str,
+        *,
+        timeout: float = 2.0,
+        description: str = "",
+        max_bytes: int | None = None,
     ) -> KeyValue:
         """Bind to ``bucket``, creating it (history 1, file storage) if it does not exist.
+
+        ``max_bytes`` caps what the bucket may hold when it is created here: a put beyond it is
+        refused (``BusError``) and nothing else's storage is touched.
 
         ``NoResponders`` when the server has no JetStream; ``RequestTimeout`` when it does not
         answer within ``timeout``; ``BusError`` for any other refusal.
@@ -49,7 +58,10 @@ class KeyValue:
                     kv = await js.key_value(bucket)
                 except nats.js.errors.BucketNotFoundError:
                     kv = await js.create_key_value(
-                        bucket=bucket, history=1, description=description or None
+                        bucket=bucket,
+                        history=1,
+                        description=description or None,
+                        max_bytes=max_bytes,
                     )
         except (nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError):
             raise NoResponders(subject) from None

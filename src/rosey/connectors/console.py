@@ -1,4 +1,11 @@
-"""The console connector: a terminal as a chat network (platform ``console``)."""
+"""The console connector: a terminal as a chat network (platform ``console``).
+
+What it prints comes from the bus: plugin replies, and anything a plugin with ``chat.send``
+publishes on ``rosey.platform.console.send`` without passing the router. So every line is
+cleaned here (``rosey.protocol.text.clean``), whatever cleaned it before: an escape sequence
+would act on the operator's terminal (title, screen, clipboard); and one message shows at most
+``MAX_LINES`` lines of ``MAX_CHARS`` characters in all (``rosey.router.split.chunk``).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +17,12 @@ from typing import TextIO
 
 from rosey.bus.client import EventBus, Message, Subscription
 from rosey.protocol import subjects, wire
+from rosey.router.split import chunk
 
 PLATFORM = "console"
+#: One message on the terminal at most (a terminal takes more than a chat network).
+MAX_CHARS = 8000
+MAX_LINES = 100
 
 
 class ConsoleConnector:
@@ -38,7 +49,10 @@ class ConsoleConnector:
 
     async def _on_send(self, msg: Message) -> None:
         body = wire.parse_send_message(msg.subject, msg.data)
-        for line in body["text"].splitlines() or [""]:
+        shown = chunk(
+            body["text"].split("\n"), max_chars=MAX_CHARS, max_lines=MAX_LINES, max_messages=1
+        )
+        for line in shown[0].split("\n"):
             self.out.write(f"rosey> {line}\n")
         self.out.flush()
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from itertools import pairwise
-from typing import Literal, get_args
+from typing import get_args
+
+from rosey.protocol.manifest import RestartPolicy
 
 __all__ = ["Backoff", "CrashWindow", "RestartPolicy", "should_restart"]
 
-#: ``restart_policy`` of a manifest (same values as ``rosey.plugins.manifest.RestartPolicy``).
-RestartPolicy = Literal["always", "on-failure", "never"]
+# ``restart_policy`` of a manifest: defined once, with the manifest (the contract).
 
 _POLICIES: tuple[str, ...] = get_args(RestartPolicy)
 

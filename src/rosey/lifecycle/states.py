@@ -29,11 +29,15 @@ from types import MappingProxyType
 from rosey.errors import InvalidTransition
 
 __all__ = [
+    "AT_REST",
     "INITIAL_STATE",
     "PROCESS_STATES",
+    "STOPPABLE",
     "TRANSITIONS",
+    "UP",
     "Event",
     "State",
+    "accepts",
     "allowed_events",
     "exit_event",
     "render_mermaid",
@@ -142,6 +146,30 @@ INITIAL_STATE = State.STOPPED
 PROCESS_STATES: frozenset[State] = frozenset(
     {State.STARTING, State.RUNNING, State.UNHEALTHY, State.STOPPING}
 )
+
+
+#: States in which the plugin answers commands: those its health checks move between
+#: (``running`` ⇄ ``unhealthy``).
+UP: frozenset[State] = frozenset(
+    state
+    for (state, event) in TRANSITIONS
+    if event in (Event.HEALTH_FAILED, Event.HEALTH_RECOVERED)
+)
+
+#: States with a process a stop request has to end (the request moves them to ``stopping``).
+STOPPABLE: frozenset[State] = frozenset(
+    state
+    for (state, event), target in TRANSITIONS.items()
+    if event is Event.STOP_REQUESTED and target is State.STOPPING
+)
+
+#: States without a process: what a plugin is in once nothing of it runs.
+AT_REST: frozenset[State] = frozenset(State) - PROCESS_STATES
+
+
+def accepts(state: State, event: Event) -> bool:
+    """Whether the table has a move for ``event`` in ``state``."""
+    return (state, event) in TRANSITIONS
 
 
 def allowed_events(state: State) -> tuple[Event, ...]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from rosey.aio import TaskSet
 from rosey.bus.client import EventBus
 from rosey.config import BotConfig
 from rosey.lifecycle.states import State
@@ -47,7 +48,7 @@ class ManagerContext:
         spawner: Spawner,
         identity: Callable[[str], Identity] = open_identity,
         on_transition: Callable[[str, State, State, str], None] | None = None,
-        on_disabled: Callable[[str, str], None] | None = None,
+        on_disabled: Callable[[str, str, bool], None] | None = None,
     ) -> None:
         self.config = config
         self.nats_url = nats_url
@@ -60,7 +61,7 @@ class ManagerContext:
         self._on_disabled = on_disabled
         #: Limits how many plugins are in their spawn→ready phase at once.
         self.start_gate = StartGate()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet(log, "task %s failed")
 
     def data_dir(self, name: str) -> Path:
         return (self.config.state_dir / "data" / name).resolve()
@@ -72,27 +73,16 @@ class ManagerContext:
         if self._on_transition is not None:
             self._on_transition(plugin, state, previous, reason)
 
-    def on_disabled(self, plugin: str, reason: str) -> None:
+    def on_disabled(self, plugin: str, reason: str, critical: bool) -> None:
+        """``plugin`` ended disabled by itself (a crash loop); ``critical`` as it runs with."""
         if self._on_disabled is not None:
-            self._on_disabled(plugin, reason)
+            self._on_disabled(plugin, reason, critical)
 
     def spawn_task(
         self, coro: Coroutine[Any, Any, T], *, name: str | None = None
     ) -> asyncio.Task[T]:
         """A background task owned here: failures are logged, shutdown cancels and awaits it."""
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._reap)
-        return task
-
-    def _reap(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("task %s failed", task.get_name(), exc_info=task.exception())
+        return self._tasks.spawn(coro, name=name)
 
     async def cancel_tasks(self, timeout: float = 5.0) -> None:
-        tasks = [t for t in self._tasks if not t.done()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
+        await self._tasks.cancel_all(timeout)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any, Literal, Protocol
 from rosey.bus.client import EventBus
 from rosey.bus.kv import KeyValue
 from rosey.errors import BusError
+from rosey.files import write_atomically
 
 __all__ = [
     "BUCKET",
@@ -44,6 +44,10 @@ log = logging.getLogger("rosey.manager")
 #: names are lower case, so no plugin's ``storage`` grant can reach this one.
 BUCKET = "ROSEY_MANAGER"
 KEY = "desired_state"
+#: What the bucket may hold: one small document (history 1). On the embedded broker it lives
+#: in the core's account, whose JetStream storage is reserved for it, so no plugin's writes or
+#: server-generated acks can reach it or fill the space it needs.
+MAX_BYTES = 1024 * 1024
 FILE_NAME = "desired-state.json"
 
 Source = Literal["config", "runtime"]
@@ -152,20 +156,18 @@ class FileStore:
 
     async def save(self, choices: Mapping[str, DesiredState]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(_encode(choices))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        write_atomically(self.path, _encode(choices), private=True)
 
 
 async def open_store(bus: EventBus, state_dir: Path, *, timeout: float = 2.0) -> DesiredStore:
     """The KV store when the server has JetStream, else the file under ``state_dir``."""
     try:
         kv = await KeyValue.open(
-            bus, BUCKET, timeout=timeout, description="Rosey plugin manager: desired state"
+            bus,
+            BUCKET,
+            timeout=timeout,
+            description="Rosey plugin manager: desired state",
+            max_bytes=MAX_BYTES,
         )
     except BusError as exc:
         store = FileStore(state_dir / FILE_NAME)

@@ -30,8 +30,8 @@ from typing import Protocol
 from rosey.bus.client import EventBus
 from rosey.errors import BusError
 from rosey.lifecycle.health import PingStreak
-from rosey.plugins.manifest import Health
 from rosey.protocol import subjects
+from rosey.protocol.manifest import Health
 from rosey.sandbox.process import PluginProcess
 from rosey.sandbox.stats import TreeSample, exceeded
 

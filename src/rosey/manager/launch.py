@@ -13,8 +13,12 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from rosey.aio import first_of
 from rosey.errors import ExitedDuringStart, StartFailed, StartTimeout
+from rosey.lifecycle.exits import ExitFacts
 from rosey.manager.health import HealthMonitor
+from rosey.protocol.control import ControlMessage
+from rosey.protocol.text import clean
 from rosey.sandbox.process import PluginProcess
 
 __all__ = ["Ended", "Run", "await_ready", "run_until_exit"]
@@ -46,6 +50,12 @@ class Ended:
     #: The resource limit the kernel held it to when it ended (OOM kill, refused forks).
     limit_reason: str | None = None
 
+    @property
+    def facts(self) -> ExitFacts:
+        """The end as the pure verdict (``rosey.lifecycle.exits``) takes it."""
+        error = None if self.start_error is None else str(self.start_error)
+        return ExitFacts(self.returncode, error, self.kill_reason, self.limit_reason)
+
 
 async def await_ready(
     process: PluginProcess, stop: asyncio.Event, timeout: float
@@ -57,44 +67,38 @@ async def await_ready(
     passed (``StartTimeout``; the caller kills it).
     """
     name = process.name
-    exited = asyncio.ensure_future(process.wait())
-    stopping = asyncio.ensure_future(stop.wait())
-    receive: asyncio.Future[dict[str, Any] | None] | None = None
     confined = False
     try:
         async with asyncio.timeout(timeout):
             while True:
-                receive = asyncio.ensure_future(process.receive())
-                await asyncio.wait({receive, exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if stopping.done():
+                # A stop first, then what the process said, then its exit (a message sent just
+                # before it exited is still read).
+                first, result = await first_of(stop.wait(), process.receive(), process.wait())
+                if first == 0:
                     return None
-                if not receive.done():
-                    return ExitedDuringStart(name, exited.result(), _tail(process))
-                message = receive.result()
+                if first == 2:
+                    return ExitedDuringStart(name, result, _tail(process))
+                message: ControlMessage | None = result
                 if message is None:  # the channel closed: it is exiting
-                    return ExitedDuringStart(name, await exited, _tail(process))
-                if message.get("type") == "confined":
+                    return ExitedDuringStart(name, await process.wait(), _tail(process))
+                if message["type"] == "confined":
                     # Sent by the runner before any plugin code ran, so the plugin cannot
                     # have forged it; later copies are ignored.
-                    layers = message.get("layers")
-                    if isinstance(layers, list) and not confined:
+                    if not confined:
                         confined = True
-                        process.layers = [*process.layers, *map(str, layers)]
+                        process.layers = [*process.layers, *message["layers"]]
                     continue
-                if message.get("type") == "ready":
+                if message["type"] == "ready":
                     return None
-                if message.get("type") == "failed":
+                if message["type"] == "failed":
+                    # Plugin code may have written this (it can reach the channel): the text
+                    # is logged and shown, so bounded and cleaned of escapes and newlines.
+                    why = clean(message["error"][:500], one_line=True)
                     return StartFailed(
-                        name,
-                        f"plugin {name!r} failed to start: {message.get('error')}",
-                        _tail(process),
+                        name, f"plugin {name!r} failed to start: {why}", _tail(process)
                     )
     except TimeoutError:
         return StartTimeout(name, timeout, _tail(process))
-    finally:
-        for future in (exited, stopping, receive):
-            if future is not None and not future.done():
-                future.cancel()
 
 
 async def run_until_exit(
@@ -104,15 +108,12 @@ async def run_until_exit(
     (True); the monitor is cancelled and awaited either way. Exit is awaited, never polled."""
     watcher = asyncio.create_task(monitor, name=f"health monitor of {process.name}")
     watcher.add_done_callback(_monitor_done)
-    exited = asyncio.ensure_future(process.wait())
-    stopping = asyncio.ensure_future(stop.wait())
     try:
-        await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        first, _ = await first_of(stop.wait(), process.wait())
     finally:
-        for task in (watcher, exited, stopping):
-            task.cancel()
-        await asyncio.wait([watcher, exited, stopping])
-    return stopping.done() and not stopping.cancelled()
+        watcher.cancel()
+        await asyncio.wait([watcher])
+    return first == 0
 
 
 def _monitor_done(task: asyncio.Task[None]) -> None:

@@ -19,32 +19,32 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
-from rosey.bus.client import EventBus, Message, Subscription
+from rosey.bus.client import EventBus, Subscription
 from rosey.config import BotConfig
 from rosey.errors import (
     BusError,
-    DependencyBlocked,
     DependencyCycle,
-    DependencyError,
     DependencyNotRunning,
     InvalidState,
-    MissingDependency,
     PluginNotFound,
-    RoseyError,
     StartFailed,
 )
-from rosey.lifecycle.states import State
+from rosey.lifecycle.states import UP, State
 from rosey.manager.context import Identity, ManagerContext, open_identity
+from rosey.manager.dependencies import DependencyPlan, plan
 from rosey.manager.desired import Choices, DesiredState, open_store, resolve_enabled
+from rosey.manager.directory import Commands, unavailable_reason
+from rosey.manager.events import StateEvents, subscribe_outcomes
 from rosey.manager.ordering import run_in_order
+from rosey.manager.overlay import effective_manifest
 from rosey.manager.status import build_status
-from rosey.manager.supervisor import UP, PluginSupervisor
-from rosey.plugins.discovery import DiscoveredPlugin, Discovery, discover
-from rosey.plugins.graph import Resolution, dependents_of, resolve
-from rosey.plugins.manifest import Manifest
-from rosey.protocol import subjects, wire
+from rosey.manager.supervisor import PluginSupervisor
+from rosey.plugins.discovery import DiscoveredPlugin, Discovery, discover, duplicate_text
+from rosey.plugins.graph import dependents_of
+from rosey.protocol.manifest import Manifest
 from rosey.sandbox.process import PlainSpawner, Spawner
 
 log = logging.getLogger("rosey.manager")
@@ -71,26 +71,26 @@ class PluginManager:
         #: Resolves (with the reason) when a critical plugin ends disabled: the bot must stop.
         self.fatal: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.desired: Choices | None = None
+        self._events = StateEvents(bus)
         self.ctx = ManagerContext(
             config,
             nats_url=nats_url,
             bus=bus,
             spawner=spawner or PlainSpawner(),
             identity=identity,
-            on_transition=self._on_transition,
+            on_transition=self._events.on_transition,
             on_disabled=self._on_disabled,
         )
-        self._events: asyncio.Queue[wire.ManagerEvent] = asyncio.Queue()
-        self._commands: dict[str, str] = {}
-        self._graph: dict[str, tuple[str, ...]] = {}
-        self._resolution = Resolution()
-        self._dependents: dict[str, list[str]] = {}
-        #: Dependency problems that no runtime action can fix (missing, cycle, blocked by those).
-        self._problems: dict[str, DependencyError] = {}
+        self._commands = Commands()
+        self._deps = DependencyPlan()
         #: Called with the names of plugins ``rescan`` found, before they can start.
         self.on_plugins_added: Callable[[list[str]], Awaitable[None]] | None = None
         self._subscriptions: list[Subscription] = []
         self._closing = False
+        #: Per plugin, what the operator's bounds changed in its manifest (for status).
+        self.bounds: dict[str, tuple[str, ...]] = {}
+        #: Names no folder may run under (declared by several folders): why, naming them all.
+        self._refused: dict[str, str] = {}
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -103,32 +103,37 @@ class PluginManager:
         for name, found in self.discovery.plugins.items():
             manifest = self._effective_manifest(found)
             self.supervisors[name] = PluginSupervisor(found, manifest, self.ctx)
-            for command in manifest.commands:
-                self._commands[command] = name
-        self.ctx.spawn_task(self._publish_events(), name="manager-events")
+            self._commands.claim(name, manifest.commands)
+        for name, folders in self.discovery.duplicates.items():
+            self._add_refused(name, folders)
+        self.ctx.spawn_task(self._events.publish(), name="manager-events")
         self._resolve()
         store = await open_store(self.bus, self.config.state_dir)
         self.desired = Choices(store, await store.load())
         log.info("plugin enable/disable choices are kept in %s", store.where)
         for name, supervisor in sorted(self.supervisors.items()):
             await self._apply_desired(name, supervisor)
-        for subject in (subjects.COMMANDS_RESULTS_ALL, subjects.COMMANDS_ERRORS_ALL):
-            self._subscriptions.append(await self.bus.subscribe(subject, self._on_outcome))
+        self._subscriptions += await subscribe_outcomes(self.bus, self._on_outcome)
 
     def _effective_manifest(self, found: DiscoveredPlugin) -> Manifest:
-        """Manifest < config: the ``plugins.<name>`` entry, and ``health_check_interval`` for
-        manifests that set no ``health.interval_s`` (when the config file sets it)."""
-        manifest = self.config.apply(found.manifest)
-        if (
-            "health_check_interval" in self.config.model_fields_set
-            and "interval_s" not in found.manifest.health.model_fields_set
-            and self.config.override_for(found.name).health.interval_s is None
-        ):
-            health = manifest.health.model_copy(
-                update={"interval_s": self.config.health_check_interval}
-            )
-            manifest = manifest.model_copy(update={"health": health})
-        return manifest
+        """The manifest ``found`` runs with (``rosey.manager.overlay``); each bound applied is
+        logged once and kept for status."""
+        bounded = effective_manifest(self.config, found)
+        self.bounds[found.name] = bounded.notes
+        for note in bounded.notes:
+            log.warning("%s: %s (%s)", found.name, note, found.manifest_path)
+        return bounded.manifest
+
+    def _add_refused(self, name: str, folders: Sequence[Path]) -> None:
+        """A disabled stand-in for a name several folders declare, so that ``status``, ``list``
+        and ``last_error`` say why nothing runs under it. It runs no code: its manifest is a
+        blank one (none of the folders' commands, grants or limits), and it cannot be enabled.
+        """
+        self._refused[name] = duplicate_text(name, folders)
+        blank = Manifest(name=name, version="0.0.0", entrypoint="none:None")
+        self.supervisors[name] = PluginSupervisor(
+            DiscoveredPlugin(blank, folders[0]), blank, self.ctx
+        )
 
     async def rescan(self) -> list[str]:
         """Discover plugins installed since start and add them, stopped; their names.
@@ -138,18 +143,21 @@ class PluginManager:
         uses it to give them broker identities.
         """
         found = discover(self.config.plugins_dir)
+        for name, folders in found.duplicates.items():
+            if self._refused.get(name) != duplicate_text(name, folders):
+                log.error("rescan: %s", duplicate_text(name, folders))
         added: list[PluginSupervisor] = []
         for name, plugin in sorted(found.plugins.items()):
             if name in self.supervisors:
                 continue
             manifest = self._effective_manifest(plugin)
-            taken = [c for c in manifest.commands if c in self._commands]
+            taken = self._commands.taken(manifest.commands)
             if taken:
                 log.error(
                     "plugin %s skipped: %s",
                     name,
                     ", ".join(
-                        f"!{c} is already claimed by plugin {self._commands[c]!r}" for c in taken
+                        f"!{c} is already claimed by plugin {owner!r}" for c, owner in taken.items()
                     ),
                 )
                 continue
@@ -161,8 +169,7 @@ class PluginManager:
             await self.on_plugins_added(names)
         for supervisor in added:
             self.supervisors[supervisor.name] = supervisor
-            for command in supervisor.manifest.commands:
-                self._commands[command] = supervisor.name
+            self._commands.claim(supervisor.name, supervisor.manifest.commands)
         self._resolve()
         for supervisor in added:
             await self._apply_desired(supervisor.name, supervisor)
@@ -170,27 +177,19 @@ class PluginManager:
         return names
 
     def _resolve(self) -> None:
-        self._problems = {}
-        self._graph = {n: tuple(s.manifest.dependencies) for n, s in self.supervisors.items()}
-        self._resolution = resolution = resolve(self._graph)
-        self._dependents = {name: [] for name in self._graph}
-        for name, deps in self._graph.items():
-            for dep in deps:
-                if dep in self._dependents and dep != name:
-                    self._dependents[dep].append(name)
-        for name, missing in resolution.missing.items():
-            self._problems[name] = MissingDependency(name, missing)
-        for name, cycle in resolution.cycles.items():
-            self._problems.setdefault(name, DependencyCycle(name, cycle))
-        for name, blocked in resolution.blocked.items():
-            self._problems[name] = DependencyBlocked(name, blocked.dependency, blocked.reason)
+        self._deps = plan({n: s.manifest.dependencies for n, s in self.supervisors.items()})
 
     async def _apply_desired(self, name: str, supervisor: PluginSupervisor) -> None:
         """Config < persisted runtime choice; a cycle disables whatever was chosen."""
         assert self.desired is not None
-        if name in self._resolution.cycles:
-            supervisor.disable(str(DependencyCycle(name, self._resolution.cycles[name])))
-            self._on_disabled(name, supervisor.last_error or "dependency cycle")
+        if name in self._refused:
+            supervisor.disable(self._refused[name])
+            return
+        if name in self._deps.resolution.cycles:
+            supervisor.disable(str(DependencyCycle(name, self._deps.resolution.cycles[name])))
+            self._on_disabled(
+                name, supervisor.last_error or "dependency cycle", supervisor.manifest.critical
+            )
             return
         config_enabled = self.config.override_for(name).enabled
         record = self.desired.get(name)
@@ -206,8 +205,8 @@ class PluginManager:
                 if source == "config"
                 else "disabled by an operator (kept across restarts; enable it to undo)"
             )
-        elif name in self._problems:
-            supervisor.block(str(self._problems[name]))
+        elif name in self._deps.problems:
+            supervisor.block(str(self._deps.problems[name]))
 
     # -- the Python API (DESIGN 2.8) ----------------------------------------------------------
 
@@ -215,16 +214,17 @@ class PluginManager:
         """Start every enabled plugin; independent ones concurrently, each dependent as soon
         as all its dependencies are ready (never before). A dependency that cannot get ready
         leaves its dependents stopped, with the reason in their status."""
-        await run_in_order(self._resolution.start_order, self._graph.__getitem__, self._start_one)
+        deps = self._deps
+        await run_in_order(deps.resolution.start_order, deps.graph.__getitem__, self._start_one)
 
     async def _start_one(self, name: str) -> None:
         supervisor = self.supervisors[name]
-        for dep in self._graph[name]:  # ready, or unable to get ready without an operator
+        for dep in self._deps.graph[name]:  # ready, or unable to get ready without an operator
             await self.supervisors[dep].wait_for(lambda s: s.settled, timeout=None)
         async with supervisor.lock:
             if self._closing or not supervisor.enabled or supervisor.state in UP:
                 return
-            for dep in self._graph[name]:
+            for dep in self._deps.graph[name]:
                 state = self.supervisors[dep].state
                 if state not in UP:
                     supervisor.block(str(DependencyNotRunning(name, dep, state)))
@@ -251,7 +251,7 @@ class PluginManager:
     async def stop_plugin(self, name: str, stop_dependents: bool = True) -> dict[str, Any]:
         """Stop one plugin (and first, by default, every plugin that depends on it)."""
         self._get(name).interrupt_start("stop requested")
-        affected = [name, *(dependents_of(self._graph, name) if stop_dependents else ())]
+        affected = [name, *(dependents_of(self._deps.graph, name) if stop_dependents else ())]
         async with self._locked(affected):
             await self._stop_in_order(
                 affected,
@@ -264,9 +264,7 @@ class PluginManager:
         supervisor = self._get(name)
         async with supervisor.lock:
             self._check_startable(supervisor, "restart")
-            await supervisor.stop("restart requested")
-            supervisor.restart_count += 1
-            await supervisor.start("restart requested")
+            await supervisor.restart("restart requested")
         return self.get_plugin_status(name)
 
     async def enable_plugin(self, name: str) -> dict[str, Any]:
@@ -277,11 +275,13 @@ class PluginManager:
         """
         supervisor = self._get(name)
         async with supervisor.lock:
-            if name in self._resolution.cycles:
-                raise self._problems[name]
+            if name in self._refused:
+                raise InvalidState(name, str(supervisor.state), "enable", self._refused[name])
+            if name in self._deps.resolution.cycles:
+                raise self._deps.problems[name]
             supervisor.enable()
-            if name in self._problems:
-                supervisor.block(str(self._problems[name]))
+            if name in self._deps.problems:
+                supervisor.block(str(self._deps.problems[name]))
             await self._persist(name, enabled=True)
         return self.get_plugin_status(name)
 
@@ -289,7 +289,7 @@ class PluginManager:
         """Stop a plugin (dependents first) and keep it from starting, across restarts too."""
         supervisor = self._get(name)
         supervisor.interrupt_start("disable requested")
-        affected = [name, *dependents_of(self._graph, name)]
+        affected = [name, *dependents_of(self._deps.graph, name)]
         async with self._locked(affected):
             await self._stop_in_order(
                 affected,
@@ -310,10 +310,7 @@ class PluginManager:
             await subscription.unsubscribe()
         self._subscriptions.clear()
         await self.stop_all()
-        try:
-            async with asyncio.timeout(2):
-                await self._events.join()
-        except TimeoutError:
+        if not await self._events.flush(2):
             log.warning("manager: some state events were not published before shutdown")
         await self.ctx.cancel_tasks()
 
@@ -333,9 +330,10 @@ class PluginManager:
 
     def get_plugin_status(self, name: str) -> dict[str, Any]:
         """STATUS of DESIGN 2.6 (exactly its keys)."""
-        return build_status(
-            self._get(name), dependents=self._dependents.get(name, []), enforced=self.enforced
+        status = build_status(
+            self._get(name), dependents=self._deps.dependents.get(name, []), enforced=self.enforced
         )
+        return cast(dict[str, Any], status)
 
     def get_all_status(self) -> list[dict[str, Any]]:
         """Every plugin's STATUS, by name."""
@@ -344,25 +342,13 @@ class PluginManager:
     # -- the router's directory ---------------------------------------------------------------
 
     def plugin_for(self, command: str) -> str | None:
-        return self._commands.get(command)
+        return self._commands.owner(command)
 
     def unavailable_reason(self, plugin: str) -> str | None:
-        supervisor = self.supervisors.get(plugin)
-        if supervisor is None:
-            return "it is not installed"
-        if supervisor.state in UP:
-            return None
-        why = supervisor.last_error.splitlines()[0] if supervisor.last_error else ""
-        why = why.removesuffix("; last stderr lines:")
-        text = f"it is {supervisor.state}" + (f": {why}" if why else "")
-        if supervisor.next_restart_at is not None:
-            text += (
-                f"; restarting in {max(0.0, supervisor.next_restart_at - time.monotonic()):.0f} s"
-            )
-        return text
+        return unavailable_reason(self.supervisors.get(plugin))
 
     def commands(self) -> dict[str, str]:
-        return dict(self._commands)
+        return self._commands.as_dict()
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -380,9 +366,9 @@ class PluginManager:
             raise InvalidState(
                 name, supervisor.state, action, supervisor.last_error or "enable it first"
             )
-        if name in self._problems:
-            raise self._problems[name]
-        for dep in self._graph[name]:
+        if name in self._deps.problems:
+            raise self._deps.problems[name]
+        for dep in self._deps.graph[name]:
             state = self.supervisors[dep].state
             if state not in UP:
                 error = DependencyNotRunning(name, dep, state)
@@ -398,62 +384,35 @@ class PluginManager:
             yield
 
     async def _stop_in_order(self, names: Sequence[str], reason: Callable[[str], str]) -> None:
-        """Stop ``names`` concurrently, each after those of its dependents that are in it.
-
-        Only plugins that can run order each other: the ones on a cycle or blocked by a missing
-        dependency have no process, and their edges could loop.
-        """
-        wanted = set(names)
-        startable = set(self._resolution.start_order)
-        order = [n for n in reversed(self._resolution.start_order) if n in wanted]
-        order += sorted(wanted - startable)
-
-        def after(name: str) -> list[str]:
-            return (
-                [d for d in self._dependents[name] if d in startable] if name in startable else []
-            )
+        """Stop ``names`` concurrently, each after those of its dependents that are in it
+        (``DependencyPlan.stop_order``)."""
+        order, after = self._deps.stop_order(names)
 
         async def stop(name: str) -> None:
             await self.supervisors[name].stop(reason(name))
 
-        await run_in_order(order, after, stop)
+        await run_in_order(order, after.__getitem__, stop)
 
     async def _persist(self, name: str, *, enabled: bool) -> None:
         if self.desired is not None:
             config_enabled = self.config.override_for(name).enabled
             await self.desired.set(name, DesiredState(enabled, config_enabled, time.time()))
 
-    async def _on_outcome(self, msg: Message) -> None:
-        """``rosey.commands.<plugin>.result|error``: one command's outcome, for the error rate."""
-        parts = msg.subject.split(".")
-        supervisor = self.supervisors.get(parts[2]) if len(parts) == 4 else None
+    def _on_outcome(self, plugin: str, ok: bool) -> None:
+        """One command's outcome (the router's ``.result`` / ``.error``), for the error rate."""
+        supervisor = self.supervisors.get(plugin)
         if supervisor is not None:
-            supervisor.record_command(ok=parts[3] == "result")
+            supervisor.record_command(ok=ok)
 
-    def _on_transition(self, plugin: str, state: State, previous: State, reason: str) -> None:
-        self._events.put_nowait(
-            {
-                "plugin": plugin,
-                "state": str(state),
-                "previous": str(previous),
-                "reason": reason,
-                "timestamp": time.time(),
-            }
-        )
+    def record_violation(self, plugin: str) -> None:
+        """The broker refused one of ``plugin``'s publishes or subscriptions (status counts it)."""
+        supervisor = self.supervisors.get(plugin)
+        if supervisor is not None:
+            supervisor.record_violation()
 
-    def _on_disabled(self, plugin: str, reason: str) -> None:
-        supervisor = self.supervisors[plugin]
-        if supervisor.manifest.critical and not self.fatal.done():
+    def _on_disabled(self, plugin: str, reason: str, critical: bool) -> None:
+        """A plugin ended disabled by itself: the bot stops when it is ``critical``."""
+        if critical and not self.fatal.done():
             text = f"critical plugin {plugin} is disabled: {reason.splitlines()[0]}"
             log.critical("%s; stopping the bot", text)
             self.fatal.set_result(text)
-
-    async def _publish_events(self) -> None:
-        while True:
-            event = await self._events.get()
-            try:
-                await self.bus.publish(subjects.manager_events(event["plugin"]), event)
-            except RoseyError as exc:
-                log.warning("manager: cannot publish state event: %s", exc)
-            finally:
-                self._events.task_done()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from rosey.manager.context import ManagerContext
-from rosey.plugins.manifest import Manifest
+from rosey.protocol.manifest import Manifest
+from rosey.sandbox import uids
 from rosey.sandbox.process import ResourceLimits, SpawnSpec
 
 
@@ -25,6 +27,28 @@ def spawn_spec(ctx: ManagerContext, name: str, folder: Path, manifest: Manifest)
         "config": manifest.config,
         "stop_timeout_s": manifest.stop_timeout_s,
     }
+    security = ctx.config.security
+    run_as: tuple[int, int] | None = None
+    if security.plugin_uids and os.geteuid() == 0:
+        state_dir = ctx.config.state_dir.resolve()
+        first, last = security.plugin_uid_range
+        if uids.unavailable(first, state_dir) is None:
+            uid = uids.plugin_uid(state_dir, name, first, last)
+            run_as = (uid, uid)
+    # Applied by the runner to itself, after the bootstrap and before any plugin code: its
+    # own PID/IPC namespaces (sandbox/namespaces.py), then its own uid (sandbox/uids.py).
+    bootstrap["isolation"] = {
+        "pid_namespace": security.pid_namespace,
+        "ipc_namespace": security.ipc_namespace,
+        # Only root can hand out uids: then a uid that cannot be had is a missing layer.
+        "plugin_uids": security.plugin_uids and os.geteuid() == 0,
+        "uid": run_as[0] if run_as else None,
+        "gid": run_as[1] if run_as else None,
+        "max_processes": manifest.limits.max_processes,
+    }
+    if security.seccomp:
+        # The last step before plugin code (sandbox/seccomp.py).
+        bootstrap["seccomp"] = {"network": "network" in manifest.permissions}
     if ctx.config.security.landlock:
         # Applied by the runner to itself before any plugin code runs (sandbox/landlock.py).
         bootstrap["sandbox"] = {
@@ -39,10 +63,7 @@ def spawn_spec(ctx: ManagerContext, name: str, folder: Path, manifest: Manifest)
         data_dir=data_dir,
         log_path=ctx.log_path(name),
         bootstrap=bootstrap,
-        limits=ResourceLimits(
-            memory_mb=manifest.limits.memory_mb,
-            cpu_percent=manifest.limits.cpu_percent,
-            max_processes=manifest.limits.max_processes,
-            open_files=manifest.limits.open_files,
-        ),
+        run_as=run_as,
+        # The manifest's limits are the kernel's (sandbox/limits.py adds fixed safety caps).
+        limits=ResourceLimits(**manifest.limits.model_dump()),
     )

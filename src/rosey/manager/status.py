@@ -12,42 +12,58 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 if TYPE_CHECKING:
     from rosey.manager.supervisor import PluginSupervisor
 
+
+class Stats(TypedDict):
+    running: bool
+    pid: int | None
+    cpu_percent: float
+    memory_mb: float
+
+
+class Status(TypedDict):
+    """STATUS of DESIGN 2.6: everything about one plugin, and why it is in its state.
+
+    The one definition: the key lists below, the faces' result types (``rosey.api.results``)
+    and the HTTP schema derive from it.
+    """
+
+    name: str
+    version: str
+    state: str
+    enabled: bool
+    critical: bool
+    uptime_seconds: float
+    crash_count: int
+    restart_count: int
+    error_rate: float
+    dependencies: list[str]
+    dependents: list[str]
+    last_exit_code: int | None
+    last_error: str | None
+    next_restart_in: float | None
+    stats: Stats
+    permissions: list[str]
+    enforced: bool
+
+
 #: The keys of STATUS, in the contract's order.
-STATUS_KEYS = (
-    "name",
-    "version",
-    "state",
-    "enabled",
-    "critical",
-    "uptime_seconds",
-    "crash_count",
-    "restart_count",
-    "error_rate",
-    "dependencies",
-    "dependents",
-    "last_exit_code",
-    "last_error",
-    "next_restart_in",
-    "stats",
-    "permissions",
-    "enforced",
-)
-STATS_KEYS = ("running", "pid", "cpu_percent", "memory_mb")
+STATUS_KEYS: tuple[str, ...] = tuple(Status.__annotations__)
+STATS_KEYS: tuple[str, ...] = tuple(Stats.__annotations__)
 
 
 def build_status(
     supervisor: PluginSupervisor, *, dependents: Sequence[str], enforced: bool
-) -> dict[str, Any]:
+) -> Status:
     """The STATUS of one plugin, now."""
     s = supervisor
     sample = s.resource_sample()
     pid = s.pid
-    stats: dict[str, Any] = {
+    stats: Stats = {
         "running": pid is not None,
         "pid": pid,
         "cpu_percent": sample.cpu_percent if sample else 0.0,

@@ -1,8 +1,15 @@
 """Discovery: find plugin folders, validate them, and report every problem without stopping.
 
-A bad manifest, a duplicate name, a missing entrypoint module or class, or a command already
-claimed by another plugin skips only that plugin; the rest load. Plugin code is never run
-here: the entrypoint class is found by reading the module's syntax tree.
+A bad manifest, a missing entrypoint module or class, or a command already claimed by another
+plugin skips only that plugin; the rest load. Plugin code is never run here: the entrypoint
+class is found by reading the module's syntax tree.
+
+A plugin's name is its identity: its operator config (``plugins.<name>``), data folder, storage
+bucket and broker identity all hang off it. So when two folders declare the same ``name:``,
+*neither* is loaded, and the problem of each names every folder: letting the one that sorts
+first win would hand a genuine plugin's config, data and bucket to an impostor. A folder
+counts as declaring a name as soon as its manifest says ``name: X``, even if the rest of it is
+invalid (else breaking the genuine manifest would let the impostor win again).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rosey.errors import ManifestError
-from rosey.plugins.manifest import Manifest, load_yaml, manifest_problems
+from rosey.protocol.manifest import Manifest, load_yaml, manifest_problems
 
 MANIFEST_FILE = "plugin.yaml"
 
@@ -38,10 +45,24 @@ class Discovery:
 
     plugins: dict[str, DiscoveredPlugin] = field(default_factory=dict)
     problems: list[ManifestError] = field(default_factory=list)
+    #: Names declared by more than one folder (none of those folders is loaded): the folders.
+    duplicates: dict[str, tuple[Path, ...]] = field(default_factory=dict)
+
+
+def duplicate_text(name: str, folders: Sequence[Path]) -> str:
+    """Why none of ``folders`` is loaded, naming every one of them."""
+    listed = ", ".join(str(folder) for folder in folders)
+    return (
+        f"plugin name {name!r} is declared by {len(folders)} folders: {listed}; none of them "
+        "starts (names must be unique: rename or remove all but one)"
+    )
 
 
 def manifest_files(paths: Iterable[Path]) -> list[Path]:
-    """``plugin.yaml`` files under the given paths: a plugins folder, a plugin folder, or a file."""
+    """``plugin.yaml`` files under the given paths: a plugins folder, a plugin folder, or a file.
+
+    Each file once, even when two paths reach it (a folder is not a duplicate of itself).
+    """
     found: list[Path] = []
     for path in paths:
         if path.is_file():
@@ -52,7 +73,10 @@ def manifest_files(paths: Iterable[Path]) -> list[Path]:
             found.extend(
                 sorted(p / MANIFEST_FILE for p in path.iterdir() if (p / MANIFEST_FILE).is_file())
             )
-    return found
+    unique: dict[Path, Path] = {}
+    for file in found:
+        unique.setdefault(file.resolve(), file)
+    return list(unique.values())
 
 
 def check_entrypoint(manifest: Manifest, folder: Path, source: str) -> ManifestError | None:
@@ -94,7 +118,8 @@ def check_entrypoint(manifest: Manifest, folder: Path, source: str) -> ManifestE
 def discover(paths: Sequence[Path]) -> Discovery:
     """Load every plugin under ``paths``; problems are collected, never raised."""
     result = Discovery()
-    claimed: dict[str, str] = {}  # command -> plugin
+    valid: list[DiscoveredPlugin] = []
+    declared: dict[str, list[Path]] = {}  # name -> folders whose manifest says so
     for manifest_path in manifest_files(paths):
         source = str(manifest_path)
         try:
@@ -102,6 +127,8 @@ def discover(paths: Sequence[Path]) -> Discovery:
         except ManifestError as exc:
             result.problems.append(exc)
             continue
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            declared.setdefault(data["name"], []).append(manifest_path.parent)
         problems = manifest_problems(data, source)
         if problems:
             result.problems.extend(problems)
@@ -112,16 +139,22 @@ def discover(paths: Sequence[Path]) -> Discovery:
         if entry_problem is not None:
             result.problems.append(entry_problem)
             continue
-        existing = result.plugins.get(manifest.name)
-        if existing is not None:
-            result.problems.append(
-                ManifestError(
-                    source,
-                    "name",
-                    f"plugin name {manifest.name!r} is already used by {existing.manifest_path}; "
-                    "this one is skipped (names must be unique)",
-                )
+        if manifest.kind == "connector":
+            # A connector runs only as a ``connectors:`` instance of the bot config, with that
+            # instance's settings (rosey.connectors.instances), never as a plugin by itself.
+            continue
+        valid.append(DiscoveredPlugin(manifest, folder))
+    for name, folders in declared.items():
+        if len(folders) > 1:
+            result.duplicates[name] = tuple(folders)
+            text = duplicate_text(name, folders)
+            result.problems.extend(
+                ManifestError(str(folder / MANIFEST_FILE), "name", text) for folder in folders
             )
+    claimed: dict[str, str] = {}  # command -> plugin
+    for plugin in valid:
+        manifest, source = plugin.manifest, str(plugin.manifest_path)
+        if manifest.name in result.duplicates:
             continue
         conflicts = [(c, claimed[c]) for c in manifest.commands if c in claimed]
         if conflicts:
@@ -134,5 +167,5 @@ def discover(paths: Sequence[Path]) -> Discovery:
             continue
         for command in manifest.commands:
             claimed[command] = manifest.name
-        result.plugins[manifest.name] = DiscoveredPlugin(manifest, folder)
+        result.plugins[manifest.name] = plugin
     return result

@@ -1,40 +1,56 @@
-"""Permission grants (DESIGN 2.5) → the NATS publish/subscribe lists of a plugin's identity.
+"""Permission grants (DESIGN 2.5) → a plugin's NATS account: allow-lists, exports, imports.
 
-The embedded nats-server enforces these lists, so a forbidden publish or subscribe never reaches
-anyone. What every plugin gets without asking:
+On the embedded broker every plugin has an account of its own (``plugin_<name>``) and the core
+(manager, router, operator) has ``ROSEY``. Nothing crosses between accounts except what an
+account exports and another imports, and a server-generated message (a JetStream ack, a
+service reply) stays in the account of the client that caused it. So a plugin can only ever
+cause messages on subjects it may use itself, and the core's state (its key-value bucket) is
+out of every plugin's reach. Inside its account, the plugin's user still has allow-lists, so a
+forbidden publish or subscribe is refused and logged (the violation monitor reports it).
 
-- subscribe its command requests ``rosey.commands.<self>.execute``, the manager's health ping
-  ``rosey.health.<self>.ping`` and its own reply inbox ``_INBOX_<self>.>`` (so it must connect
-  with ``inbox_prefix="_INBOX_<self>"``);
-- publish its events ``rosey.plugins.<self>.>`` and replies to the router's and the manager's
-  fixed inboxes ``_INBOX_ROUTER.>`` / ``_INBOX_MANAGER.>``. Fixed prefixes instead of
-  ``allow_responses``: a server config reload drops in-flight response grants.
+What every plugin gets without asking:
 
-``plugins.call:<y>`` lets x publish ``rosey.commands.<y>.execute``; the reply goes from y to
-x's inbox, so y (the callee) gets publish on ``_INBOX_<x>.>``. That needs everyone's grants at
-once: :func:`all_permissions`. Every plugin is denied publishing to ``rosey.manager.>``,
-``rosey.security.>``, ``rosey.events.>`` and the router's command ``.result`` / ``.error``.
+- subscribe its command requests ``rosey.commands.<self>.execute`` and the manager's health ping
+  ``rosey.health.<self>.ping`` (both exported as services to the core), and its own reply inbox
+  ``_INBOX_<self>.>`` (so it must connect with ``inbox_prefix="_INBOX_<self>"``);
+- publish its events ``rosey.plugins.<self>.>`` (a stream exported to the core and to the
+  plugins granted ``plugins.events:<self>``) and replies on ``_R_.>``: the broker maps the reply
+  subject of every request that crosses into the account onto ``_R_.…``, and routes the answer
+  back through the import. Unlike ``allow_responses`` grants, these mappings survive a config
+  reload (measured with nats-server 2.15.1).
 
-``storage`` gives the bucket ``rosey_<self>`` for get / put / delete / purge of keys. The
-manager creates the bucket (admin identity) before the plugin starts, and the plugin opens it
-with ``js.key_value()``. Creating streams and consumers is not granted by default
-(``kv_watch=False``): the JetStream API takes a consumer's deliver subject and a stream's
-republish target from the request body, which no subject permission checks, so a plugin able to
-create them could publish anywhere (``rosey.events.message`` included) through the server.
-``network`` has no subject; it is recorded here for the sandbox.
+Grants add: ``events.message`` / ``events.all`` imports of the core's ``rosey.events.message`` /
+``rosey.events.>``; ``chat.send`` imports the core's ``rosey.platform.*.send`` service;
+``plugins.call:<y>`` imports the core's relay service ``rosey.relay.<self>.<y>`` as the local
+``rosey.commands.<y>.execute`` (the core relays the call and sets its user and platform:
+``rosey.security.relay``); ``plugins.events:<y>`` imports y's event stream. Every plugin is
+denied publishing to ``rosey.manager.>``, ``rosey.security.>``, ``rosey.events.>`` and the
+router's command ``.result`` / ``.error`` (in its own account they would reach nobody anyway).
+
+``storage`` gives the bucket ``rosey_<self>`` for get / put / delete / purge of keys, in the
+plugin's own account with JetStream limits of its own. The core creates the bucket (with its
+``max_bytes``) before the plugin starts, and the plugin opens it with ``js.key_value()``.
+Creating streams and consumers is not granted by default (``kv_watch=False``): the bucket's
+size is the core's decision, not the plugin's. ``network`` has no subject; it is recorded here
+for the sandbox.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from rosey.protocol import subjects
 
 __all__ = [
     "GRANTS",
     "PUBLISH_DENY",
+    "AccountLinks",
+    "Export",
+    "Import",
     "SubjectPermissions",
+    "account_links",
     "all_permissions",
     "callers_of",
     "plugin_permissions",
@@ -115,18 +131,15 @@ def plugin_permissions(
     plugin: str,
     grants: Iterable[str],
     *,
-    callers: Iterable[str] = (),
     kv_watch: bool = False,
 ) -> SubjectPermissions:
-    """The permissions of ``plugin`` from its grants; ``callers`` are the plugins allowed to
-    call it (``plugins.call:<plugin>``), whose inboxes it must be able to reply to.
+    """The permissions of ``plugin``'s user inside its own account, from its grants.
 
     Raises ``ValueError`` for a grant it does not know and ``SubjectError`` for a bad name.
     """
     publish = [
         subjects.plugin_events_all(plugin),
-        subjects.inbox_all(subjects.ROUTER_INBOX_PREFIX),
-        subjects.inbox_all(subjects.MANAGER_INBOX_PREFIX),
+        subjects.inbox_all(subjects.SERVICE_REPLY_PREFIX),
     ]
     subscribe = [
         subjects.command_execute(plugin),
@@ -151,7 +164,6 @@ def plugin_permissions(
             bucket = subjects.kv_bucket(plugin)
         else:  # "network": _parse lets nothing else through
             network = True
-    publish.extend(subjects.plugin_inbox_all(caller) for caller in sorted(set(callers)))
     return SubjectPermissions(
         publish_allow=_unique(publish),
         subscribe_allow=_unique(subscribe),
@@ -169,12 +181,128 @@ def callers_of(grants_by_plugin: Mapping[str, Collection[str]], plugin: str) -> 
 def all_permissions(
     grants_by_plugin: Mapping[str, Iterable[str]], *, kv_watch: bool = False
 ) -> dict[str, SubjectPermissions]:
-    """Every plugin's permissions from everyone's grants (callees reply to their callers)."""
+    """Every plugin's permissions (sorted by name, repeats ignored)."""
     frozen = {name: tuple(grants) for name, grants in grants_by_plugin.items()}
     return {
-        name: plugin_permissions(name, grants, callers=callers_of(frozen, name), kv_watch=kv_watch)
+        name: plugin_permissions(name, grants, kv_watch=kv_watch)
         for name, grants in sorted(frozen.items())
     }
+
+
+# -- accounts: what crosses between the core's account and each plugin's --------------------
+
+
+@dataclass(frozen=True)
+class Export:
+    """One export of an account: a ``stream`` (messages flow to the importer) or a
+    ``service`` (requests flow from the importer), to the named accounts only."""
+
+    kind: Literal["stream", "service"]
+    subject: str
+    accounts: tuple[str, ...]
+
+    def as_nats(self) -> dict[str, object]:
+        return {self.kind: self.subject, "accounts": list(self.accounts)}
+
+
+@dataclass(frozen=True)
+class Import:
+    """One import: ``subject`` as exported by ``account``, seen locally as ``to`` if set."""
+
+    kind: Literal["stream", "service"]
+    account: str
+    subject: str
+    to: str | None = None
+
+    def as_nats(self) -> dict[str, object]:
+        block: dict[str, object] = {self.kind: {"account": self.account, "subject": self.subject}}
+        if self.to is not None:
+            block["to"] = self.to
+        return block
+
+
+@dataclass(frozen=True)
+class AccountLinks:
+    """The exports and imports of one account."""
+
+    exports: tuple[Export, ...] = ()
+    imports: tuple[Import, ...] = ()
+
+
+def account_links(
+    grants_by_plugin: Mapping[str, Iterable[str]],
+    *,
+    core: str,
+    account_of: Callable[[str], str],
+) -> dict[str, AccountLinks]:
+    """The exports and imports of the core's account (key ``core``) and of every plugin's
+    (key: the plugin's name), from everyone's grants.
+
+    An export always names the accounts it is for: one without importers is left out (an
+    export with no ``accounts`` would be public). Grants naming the plugin itself need no link
+    (its own subjects are in its account). A grant naming a plugin that does not exist
+    adds nothing (there is no account to import from); ``plugins.call`` to it still goes to the
+    core's relay, which answers that the plugin is unknown.
+    """
+    frozen = {name: sorted(map(_parse, set(grants))) for name, grants in grants_by_plugin.items()}
+    names = sorted(frozen)
+
+    def having(kind: str, target: str = "") -> tuple[str, ...]:
+        return tuple(account_of(n) for n in names if (kind, target) in frozen[n])
+
+    core_exports: list[Export] = [
+        Export("stream", subjects.EVENTS_MESSAGE, having("events.message")),
+        Export("stream", subjects.EVENTS_ALL, having("events.all")),
+        Export("service", subjects.PLATFORM_SEND_ANY, having("chat.send")),
+    ]
+    core_imports: list[Import] = []
+    links: dict[str, AccountLinks] = {}
+    for name in names:
+        account = account_of(name)
+        core_imports += [
+            Import("service", account, subjects.command_execute(name)),
+            Import("service", account, subjects.health_ping(name)),
+            Import("stream", account, subjects.plugin_events_all(name)),
+        ]
+        exports = [
+            Export("service", subjects.command_execute(name), (core,)),
+            Export("service", subjects.health_ping(name), (core,)),
+            Export(
+                "stream",
+                subjects.plugin_events_all(name),
+                (core, *(a for a in having("plugins.events", name) if a != account)),
+            ),
+        ]
+        imports: list[Import] = []
+        callees: list[str] = []
+        for kind, target in frozen[name]:
+            if kind == "events.message":
+                imports.append(Import("stream", core, subjects.EVENTS_MESSAGE))
+            elif kind == "events.all":
+                imports.append(Import("stream", core, subjects.EVENTS_ALL))
+            elif kind == "chat.send":
+                imports.append(Import("service", core, subjects.PLATFORM_SEND_ANY))
+            elif kind == "plugins.call" and target != name:
+                # (calling itself stays inside its account: no relay, no import onto the subject
+                # it already serves, which would loop the core's requests back to the relay)
+                callees.append(target)
+                imports.append(
+                    Import(
+                        "service",
+                        core,
+                        subjects.relay(name, target),
+                        to=subjects.command_execute(target),
+                    )
+                )
+            elif kind == "plugins.events" and target in frozen and target != name:
+                imports.append(
+                    Import("stream", account_of(target), subjects.plugin_events_all(target))
+                )
+        if callees:
+            core_exports.append(Export("service", subjects.relay_of_caller(name), (account,)))
+        links[name] = AccountLinks(tuple(exports), tuple(imports))
+    links[core] = AccountLinks(tuple(e for e in core_exports if e.accounts), tuple(core_imports))
+    return links
 
 
 def _parse(grant: str) -> tuple[str, str]:

@@ -95,6 +95,28 @@ MANAGER_INBOX_PREFIX = "_INBOX_MANAGER"
 ROUTER_INBOX_PREFIX = "_INBOX_ROUTER"
 
 
+#: Where the broker maps a service import's reply subject in the exporting account
+#: (``_R_.<random>.<random>``). With an account per plugin every request that crosses into a
+#: plugin's account arrives with such a reply, and the reply travels back through the import.
+SERVICE_REPLY_PREFIX = "_R_"
+
+_INBOX_REPLY = re.compile(r"_INBOX(?:_(?:[a-z][a-z0-9_]{0,31}|MANAGER|ROUTER))?\.[^\s*>]+")
+_SERVICE_REPLY = re.compile(r"_R_\.[^\s*>]+")
+
+
+def is_answerable_reply(reply: str) -> bool:
+    """Whether a plugin may publish its answer to ``reply``.
+
+    Only the kinds of reply subject the core and granted callers use: a broker-mapped service
+    reply (``_R_.…``, every cross-account request on the embedded broker), the core's fixed
+    inboxes, a plugin's own inbox and a NATS client's default ``_INBOX.`` (an external server,
+    tools, the test harness: callers there reply-to their inbox). Inboxes are never a Rosey
+    subject, so answering one cannot act on anything. Anything else (``rosey.manager.stop``) is
+    a reply subject chosen to make the callee publish where it may not: it gets no answer.
+    """
+    return bool(_SERVICE_REPLY.fullmatch(reply) or _INBOX_REPLY.fullmatch(reply))
+
+
 def inbox_all(prefix: str) -> str:
     """Every reply subject under an inbox prefix: ``<prefix>.>``."""
     return f"{token(prefix, 'inbox prefix')}.>"
@@ -139,3 +161,46 @@ def js_stream_api(operation: str, plugin: str, *, wildcard: bool = False) -> str
 def js_flow_control(plugin: str) -> str:
     """Flow-control replies of push consumers on a plugin's bucket (``$JS.FC.<stream>.>``)."""
     return f"$JS.FC.{kv_stream(plugin)}.>"
+
+
+# Plugin-to-plugin calls on the embedded broker go through the core: the caller's account
+# imports ``rosey.relay.<caller>.<callee>`` from the core account as its local
+# ``rosey.commands.<callee>.execute``, so the core learns the caller from the subject the broker
+# delivered it on and sets the request's user and platform itself (the caller cannot choose them).
+RELAY_ALL = "rosey.relay.*.*"
+
+
+def relay(caller: str, callee: str) -> str:
+    """The core's relay subject for calls from ``caller`` to ``callee``."""
+    return f"rosey.relay.{token(caller, 'plugin name')}.{token(callee, 'plugin name')}"
+
+
+def relay_of_caller(caller: str) -> str:
+    """Every relay subject of one caller (what the core exports to that caller's account)."""
+    return f"rosey.relay.{token(caller, 'plugin name')}.>"
+
+
+def parse_relay(subject: str) -> tuple[str, str] | None:
+    """``(caller, callee)`` of a relay subject, None if ``subject`` is not one."""
+    parts = subject.split(".")
+    if len(parts) != 4 or parts[:2] != ["rosey", "relay"] or not all(parts[2:]):
+        return None
+    return parts[2], parts[3]
+
+
+# Connectors (DESIGN 2.9; rosey.sdk.connector, rosey.security.connector_relay): a connector
+# publishes on its own ``rosey.plugins.<instance>.connector.<kind>`` and the core relays onto
+# ``rosey.events.<kind>`` with the instance's platform and channel; the core forwards the sends
+# for an instance to ``rosey.connectors.<instance>.send``, which that instance's account alone
+# imports, as its local ``CONNECTOR_SEND_LOCAL``.
+CONNECTOR_SEND_LOCAL = "rosey.connector.send"
+
+
+def connector_send(instance: str) -> str:
+    """Where the core forwards the sends meant for connector ``instance``."""
+    return f"rosey.connectors.{token(instance, 'connector instance')}.send"
+
+
+def connector_events_all(instance: str) -> str:
+    """Every event a connector instance reports (before the core relays it)."""
+    return f"rosey.plugins.{token(instance, 'connector instance')}.connector.>"

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Literal, NotRequired, TypedDict
+from collections.abc import Sequence
+from typing import Any, NotRequired, TypedDict
 
-from rosey.errors import DecodeError
+from rosey.errors import DecodeError, ErrorCode
+from rosey.protocol.depth import MAX_DEPTH, too_deep
 
 
 class ChatUser(TypedDict):
     username: str
     rank: int
+    #: Not logged in (a CyTube guest): anyone may have picked that name. Set by connectors.
+    guest: NotRequired[bool]
 
 
 class ChatMessage(TypedDict):
@@ -29,6 +33,8 @@ class ChatMessage(TypedDict):
     user: ChatUser
     text: str
     timestamp: float
+    #: Said to the bot alone (a CyTube PM): the reply goes back the same way (``to``).
+    private: NotRequired[bool]
 
 
 class SendMessage(TypedDict):
@@ -37,6 +43,8 @@ class SendMessage(TypedDict):
     channel: str
     text: str
     in_reply_to: str | None
+    #: Say it privately to this user (a reply to a ``private`` message).
+    to: NotRequired[str]
 
 
 class CommandRequest(TypedDict):
@@ -49,6 +57,52 @@ class CommandRequest(TypedDict):
     channel: str
     platform: str
     correlation_id: str
+
+
+#: The ``platform`` of every plugin-to-plugin call as the callee sees it.
+PLUGIN_PLATFORM = "plugin"
+
+
+def command_request(
+    command: str,
+    args: Sequence[str],
+    *,
+    user: ChatUser,
+    channel: str,
+    platform: str,
+    correlation_id: str,
+    text: str | None = None,
+) -> CommandRequest:
+    """A ``rosey.commands.<plugin>.execute`` request: the one place its body is built.
+
+    ``text`` is what was typed; a call that typed nothing (plugin to plugin) gets
+    ``!command args``.
+    """
+    return {
+        "command": command,
+        "args": list(args),
+        "text": " ".join([f"!{command}", *args]) if text is None else text,
+        "user": user,
+        "channel": channel,
+        "platform": platform,
+        "correlation_id": correlation_id,
+    }
+
+
+def plugin_call_request(
+    caller: str, command: str, args: Sequence[str], *, correlation_id: str, text: str | None = None
+) -> CommandRequest:
+    """The request a plugin's call to another reaches it as: ``caller`` (rank 0) on the
+    ``plugin`` platform, no channel (the SDK's ``call`` and the core's relay build it here)."""
+    return command_request(
+        command,
+        args,
+        user={"username": caller, "rank": 0},
+        channel="",
+        platform=PLUGIN_PLATFORM,
+        correlation_id=correlation_id,
+        text=text,
+    )
 
 
 class CommandReply(TypedDict):
@@ -90,9 +144,7 @@ class SecurityViolation(TypedDict):
 
 
 class ApiError(TypedDict):
-    code: Literal[
-        "not_found", "invalid_state", "dependency", "forbidden", "bad_request", "internal"
-    ]
+    code: ErrorCode
     message: str
 
 
@@ -110,11 +162,19 @@ def encode(body: Any) -> bytes:
 
 
 def decode(subject: str, data: bytes) -> Any:
-    """Parse a body as JSON, or raise ``DecodeError`` naming the subject."""
+    """Parse a body as JSON, or raise ``DecodeError`` naming the subject.
+
+    Nesting is bounded (``rosey.protocol.depth``): a deep body would make ``json.loads``
+    raise ``RecursionError``, which no handler expects.
+    """
+    if too_deep(data):
+        raise DecodeError(subject, f"body nests deeper than {MAX_DEPTH} levels")
     try:
         return json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DecodeError(subject, f"body is not UTF-8 JSON ({exc})") from None
+    except RecursionError:  # only if the stack was already deep: same answer, same class
+        raise DecodeError(subject, f"body nests deeper than {MAX_DEPTH} levels") from None
 
 
 def decode_object(subject: str, data: bytes) -> dict[str, Any]:
@@ -140,7 +200,13 @@ def _user(subject: str, body: dict[str, Any]) -> ChatUser:
     rank = user.get("rank", 0)
     if not isinstance(rank, int) or isinstance(rank, bool):
         raise DecodeError(subject, "field 'user.rank' must be an integer")
-    return {"username": username, "rank": rank}
+    guest = user.get("guest", False)
+    if not isinstance(guest, bool):
+        raise DecodeError(subject, "field 'user.guest' must be true or false")
+    parsed: ChatUser = {"username": username, "rank": rank}
+    if guest:
+        parsed["guest"] = True
+    return parsed
 
 
 def parse_chat_message(subject: str, data: bytes) -> ChatMessage:
@@ -148,7 +214,7 @@ def parse_chat_message(subject: str, data: bytes) -> ChatMessage:
     timestamp = body.get("timestamp", time.time())
     if not isinstance(timestamp, int | float) or isinstance(timestamp, bool):
         raise DecodeError(subject, "field 'timestamp' must be a number")
-    return {
+    message: ChatMessage = {
         "id": str(_field(subject, body, "id", (str, int))),
         "platform": _field(subject, body, "platform", str),
         "channel": _field(subject, body, "channel", str),
@@ -156,6 +222,9 @@ def parse_chat_message(subject: str, data: bytes) -> ChatMessage:
         "text": _field(subject, body, "text", str),
         "timestamp": float(timestamp),
     }
+    if body.get("private") is True:
+        message["private"] = True
+    return message
 
 
 def parse_command_request(subject: str, data: bytes) -> CommandRequest:

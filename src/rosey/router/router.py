@@ -5,13 +5,17 @@ request on ``rosey.commands.<plugin>.execute``, sends the reply on
 ``rosey.platform.<platform>.send``, and publishes the outcome on ``.result``/``.error`` for the
 manager's error-rate health check. ``!plugin ...`` and ``!help`` go to built-in handlers.
 
-Each message is handled in its own task in the router's task group, so one slow plugin never
-holds up another's commands.
+Each message is handled in its own task, so one slow plugin never holds up another's commands,
+and each plugin has at most ``max_in_flight_per_plugin`` commands in flight (built-ins too,
+each on its own count): beyond that the user gets a short "busy" reply at once, so a plugin
+that never answers fills its own count and nobody else's. Everything said in chat is cleaned
+of terminal escapes and split by ``rosey.router.split.chunk``; a reply that cannot be decoded
+(not JSON, nested too deep) becomes a short error reply and an ``.error`` outcome like any
+other failure.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import time
@@ -20,14 +24,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from rosey.aio import TaskSet
 from rosey.bus.client import EventBus, Message, Subscription
-from rosey.errors import BusError, DecodeError, NoResponders, RequestTimeout
+from rosey.errors import BusError, DecodeError
 from rosey.protocol import subjects, wire
+from rosey.protocol.text import clean
+from rosey.router.outcome import from_failure, from_reply, outcome
 from rosey.router.parse import CommandSyntaxError, ParsedCommand, parse_command
+from rosey.router.split import chunk
 
 log = logging.getLogger("rosey.router")
 
 DEFAULT_COMMAND_TIMEOUT = 10.0
+#: Commands in flight to one plugin (or one built-in) before the next gets "busy" at once
+#: (config ``router.max_in_flight_per_plugin``).
+DEFAULT_MAX_IN_FLIGHT_PER_PLUGIN = 128
+#: All commands in flight together: a bound on the router's memory, not a queue.
 MAX_IN_FLIGHT = 2000
 
 
@@ -51,6 +63,8 @@ class Caller:
     platform: str
     username: str
     rank: int
+    #: Not logged in (``user.guest`` of the chat message): never matches a by-name admin entry.
+    guest: bool = False
 
 
 #: A built-in chat command: gets the parsed command and the caller, returns the reply text, or
@@ -65,15 +79,22 @@ class Router:
         directory: CommandDirectory,
         *,
         command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+        max_in_flight_per_plugin: int = DEFAULT_MAX_IN_FLIGHT_PER_PLUGIN,
     ) -> None:
         self.bus = bus
         self.directory = directory
         self.command_timeout = command_timeout
+        self.max_in_flight_per_plugin = max_in_flight_per_plugin
         self.builtins: dict[str, BuiltIn] = {"help": self._help}
         self.handled = 0
+        #: Commands answered "busy" at once because their plugin had too many in flight.
+        self.refused_busy = 0
         self._subscription: Subscription | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._tasks = TaskSet(log, "router: command task failed")
+        #: Commands in flight per plugin name (built-ins as ``!name``).
+        self._in_flight: dict[str, int] = {}
+        #: Keys refused since they last drained to half the bound (a busy spell logs once).
+        self._busy: set[str] = set()
         # Correlation ids: unique per run (random prefix) without a uuid per command.
         self._id_prefix = uuid.uuid4().hex[:12] + "-"
         self._ids = itertools.count(1)
@@ -89,12 +110,7 @@ class Router:
         if self._subscription is not None:
             await self._subscription.unsubscribe()
             self._subscription = None
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=1.0)
+        await self._tasks.drain(timeout, grace=1.0)
 
     async def _on_message(self, msg: Message) -> None:
         message = wire.parse_chat_message(msg.subject, msg.data)
@@ -105,35 +121,61 @@ class Router:
             return
         if parsed is None:
             return
-        await self._slots.acquire()
-        task = asyncio.create_task(self._handle(message, parsed))
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
+        # The count is taken here, before any await, so a flood cannot slip past the bound;
+        # the plugin is looked up again in the task (cheap), which also says if it runs.
+        key = (
+            f"!{parsed.command}"
+            if parsed.command in self.builtins
+            else self.directory.plugin_for(parsed.command) or "?"
+        )
+        count = self._in_flight.get(key, 0)
+        if count >= self.max_in_flight_per_plugin or len(self._tasks) >= MAX_IN_FLIGHT:
+            self.refused_busy += 1
+            if key not in self._busy:  # once per busy spell, not once per refused command
+                self._busy.add(key)
+                log.warning(
+                    "router: %s has %d command(s) in flight (%d in all); more are answered "
+                    "'busy' until it catches up",
+                    key,
+                    count,
+                    len(self._tasks),
+                )
+            await self._reply(message, f"!{parsed.command}: busy, try again in a moment")
+            return
+        self._in_flight[key] = count + 1
+        self._tasks.spawn(self._handle(message, parsed), on_done=lambda _: self._done(key))
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._slots.release()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("router: command task failed", exc_info=task.exception())
+    def _done(self, key: str) -> None:
+        left = self._in_flight.get(key, 1) - 1
+        if left > 0:
+            self._in_flight[key] = left
+        else:
+            self._in_flight.pop(key, None)
+        if left <= self.max_in_flight_per_plugin // 2:  # caught up: a new spell logs again
+            self._busy.discard(key)
 
     async def _handle(self, message: wire.ChatMessage, parsed: ParsedCommand) -> None:
         self.handled += 1
         builtin = self.builtins.get(parsed.command)
         if builtin is not None:
+            user = message["user"]
             caller = Caller(
-                message["platform"], message["user"]["username"], message["user"]["rank"]
+                message["platform"], user["username"], user["rank"], user.get("guest", False)
             )
             replies = await builtin(parsed, caller)
-            for text in [replies] if isinstance(replies, str) else replies:
-                await self._reply(message, text)
+            if isinstance(replies, str):
+                await self._say(message, replies)
+            else:  # already chat-sized (the chat face uses the same splitter)
+                for text in replies:
+                    await self._reply(message, text)
             return
         plugin = self.directory.plugin_for(parsed.command)
         if plugin is None:
             await self._reply(message, f"unknown command !{parsed.command} (try !help)")
             return
         why = self.directory.unavailable_reason(plugin)
-        if why is not None:
-            await self._reply(message, f"!{parsed.command}: plugin {plugin} is not running ({why})")
+        if why is not None:  # may quote the plugin's stderr: sized and cleaned
+            await self._say(message, f"!{parsed.command}: plugin {plugin} is not running ({why})")
             return
         await self._dispatch(message, parsed, plugin)
 
@@ -141,57 +183,49 @@ class Router:
         self, message: wire.ChatMessage, parsed: ParsedCommand, plugin: str
     ) -> None:
         correlation_id = f"{self._id_prefix}{next(self._ids)}"
-        request: wire.CommandRequest = {
-            "command": parsed.command,
-            "args": list(parsed.args),
-            "text": parsed.text,
-            "user": message["user"],
-            "channel": message["channel"],
-            "platform": message["platform"],
-            "correlation_id": correlation_id,
-        }
+        request = wire.command_request(
+            parsed.command,
+            parsed.args,
+            text=parsed.text,
+            user=message["user"],
+            channel=message["channel"],
+            platform=message["platform"],
+            correlation_id=correlation_id,
+        )
         subject = subjects.command_execute(plugin)
         started = time.perf_counter()
-        error: str | None = None
-        text: str | None
         try:
             reply_msg = await self.bus.request(subject, request, timeout=self.command_timeout)
-            reply = wire.parse_command_reply(subject, reply_msg.data)
-        except RequestTimeout:
-            error = f"no answer within {self.command_timeout:g} s"
-            text = f"!{parsed.command}: {plugin} did not answer in time"
-        except NoResponders:
-            error = "not listening"
-            text = f"!{parsed.command}: plugin {plugin} is not running"
-        except (BusError, DecodeError) as exc:
-            error = str(exc)
-            text = f"!{parsed.command}: {plugin} gave no usable answer"
-        else:
-            if reply["ok"]:
-                text = reply["text"]
-            else:
-                error = reply["error"] or "failed"
-                text = f"!{parsed.command}: {error}"
+            verdict = from_reply(parsed.command, wire.parse_command_reply(subject, reply_msg.data))
+        except Exception as exc:
+            if not isinstance(exc, BusError | DecodeError):  # else the plugin's or the bus's
+                log.exception("router: !%s to %s failed", parsed.command, plugin)
+            verdict = from_failure(parsed.command, plugin, exc, self.command_timeout)
         duration_ms = (time.perf_counter() - started) * 1000
-        if text:
-            await self._reply(message, text)
-        outcome: wire.CommandOutcome = {
-            "command": parsed.command,
-            "correlation_id": correlation_id,
-            "duration_ms": round(duration_ms, 3),
-            "error": error,
-        }
+        if verdict.text:
+            await self._say(message, verdict.text)
         outcome_subject = (
-            subjects.command_error(plugin) if error else subjects.command_result(plugin)
+            subjects.command_error(plugin) if verdict.error else subjects.command_result(plugin)
         )
-        await self.bus.publish(outcome_subject, outcome)
+        await self.bus.publish(
+            outcome_subject, outcome(parsed.command, correlation_id, duration_ms, verdict.error)
+        )
+
+    async def _say(self, message: wire.ChatMessage, text: str) -> None:
+        """Send ``text`` in reply, cleaned and split into chat-sized messages (capped)."""
+        for part in chunk(text.split("\n")):
+            await self._reply(message, part)
 
     async def _reply(self, message: wire.ChatMessage, text: str) -> None:
+        """Send one chat message in reply (cleaned; already sized by the caller)."""
         body: wire.SendMessage = {
             "channel": message["channel"],
-            "text": text,
+            "text": clean(text),
             "in_reply_to": message["id"],
         }
+        if message.get("private"):
+            # Asked privately (a PM): answered privately, to the one who asked.
+            body["to"] = message["user"]["username"]
         try:
             await self.bus.publish(subjects.platform_send(message["platform"]), body)
         except (BusError, ValueError) as exc:

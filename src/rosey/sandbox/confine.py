@@ -6,8 +6,13 @@ before its bootstrap (and so before any plugin code) it:
 1. creates the process's cgroup leaf in every usable hierarchy, writes the manifest limits
    (memory, cpu, pids) and moves the process in (``cgroup-v2`` or ``cgroup-v1``);
 2. lowers its rlimits from the outside with ``prlimit`` (``rlimit``): open files, file size,
-   no core dumps, and memory when no cgroup holds it;
+   no core dumps, and memory when no cgroup holds it; each on its own, so a value the kernel
+   refuses costs that limit only (reported as ``missing:rlimit-<name>``, e.g. ``nofile``);
 3. tells the warden its process group, so a SIGKILLed bot leaves no orphan.
+
+Before the spawn (``prepare``, the ``PlainSpawner`` hook) its data folder gets its quota:
+a loop-mounted filesystem of ``limits.data_mb`` where the host allows, else a watch
+(``rosey.sandbox.quota``); the layer (``quota-loop`` / ``quota-watch``) joins the others.
 
 Which layers are in force is reported per process (``PluginProcess.layers``). When a layer is
 unavailable the next one down is used, and psutil sampling (``rosey.sandbox.stats``) remains.
@@ -20,18 +25,45 @@ down on exit.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import resource
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
+from rosey.sandbox import namespaces
 from rosey.sandbox.cgroups import CgroupGroup, PluginCgroup, family_name
 from rosey.sandbox.host import CgroupHost, detect_host
 from rosey.sandbox.limits import LimitEvents, rlimit_values
-from rosey.sandbox.process import Confinement, PlainSpawner, PluginProcess
+from rosey.sandbox.process import Confinement, PlainSpawner, PluginProcess, SpawnSpec
+from rosey.sandbox.quota import WATCH, DataQuota, QuotaWatch
 from rosey.sandbox.wardenlink import WardenLink
 
 log = logging.getLogger("rosey.sandbox")
+
+
+#: Status names of the rlimits a plugin gets (``missing:rlimit-<name>`` when refused).
+RLIMIT_NAMES = {
+    resource.RLIMIT_NOFILE: "nofile",
+    resource.RLIMIT_FSIZE: "fsize",
+    resource.RLIMIT_CORE: "core",
+    resource.RLIMIT_DATA: "data",
+}
+
+
+def apply_rlimits(
+    pid: int,
+    values: Mapping[int, tuple[int, int]],
+    prlimit: Callable[[int, int, tuple[int, int]], object] = resource.prlimit,
+) -> dict[int, Exception]:
+    """Set each of ``values`` on ``pid`` on its own; the ones refused, with the reason."""
+    refused: dict[int, Exception] = {}
+    for which, value in values.items():
+        try:
+            prlimit(pid, which, value)
+        except (OSError, ValueError) as exc:
+            refused[which] = exc
+    return refused
 
 
 class SandboxConfinement(Confinement):
@@ -45,12 +77,17 @@ class SandboxConfinement(Confinement):
         cgroup: PluginCgroup | None,
         warden: WardenLink | None,
         memory_by_rlimit: bool,
+        quota: DataQuota | None = None,
+        data_watch: QuotaWatch | None = None,
     ) -> None:
         super().__init__(layers)
         self.memory_by_rlimit = memory_by_rlimit
         self.cgroup = cgroup
         self._pgid = pgid
         self._warden = warden
+        # Data-folder quota hook (sandbox/quota.py): the watch that measures its folder, if any.
+        self._quota = quota
+        self._data_watch = data_watch
 
     def members(self) -> set[int] | None:
         return self.cgroup.members() if self.cgroup is not None else None
@@ -60,9 +97,14 @@ class SandboxConfinement(Confinement):
             self.cgroup.kill()
 
     def events(self) -> LimitEvents:
-        return self.cgroup.events() if self.cgroup is not None else LimitEvents()
+        events = self.cgroup.events() if self.cgroup is not None else LimitEvents()
+        if self._data_watch is not None and self._data_watch.over_mb:
+            events = dataclasses.replace(events, data_used_mb=self._data_watch.over_mb)
+        return events
 
     def release(self) -> None:
+        if self._quota is not None and self._data_watch is not None:
+            self._quota.forget(self._data_watch)  # keeps over_mb for events()
         if self.cgroup is not None:
             self.cgroup.remove()
         if self._warden is not None:
@@ -80,19 +122,23 @@ class Sandbox:
         family: str,
         warden: WardenLink | None = None,
         rlimits: bool = True,
+        quota: DataQuota | None = None,
     ) -> None:
         """``family`` names the bot's cgroups (see ``rosey.sandbox.cgroups``); ``host=None``
-        (or an empty host) means no cgroups: rlimits only."""
+        (or an empty host) means no cgroups: rlimits only. ``quota``: the data-folder quotas
+        (None: a plain folder, as before)."""
         self.host = host or CgroupHost()
         self.warden = warden
         self.rlimits = rlimits
+        self.quota = quota
         self._group = CgroupGroup(self.host, family) if self.host.usable else None
 
     @property
     def layers(self) -> list[str]:
         """The layers a plugin process gets (after ``open``)."""
         layers = self._group.layers if self._group is not None else []
-        return [*layers, "rlimit"] if self.rlimits else layers
+        layers = [*layers, "rlimit"] if self.rlimits else layers
+        return [*layers, self.quota.layer] if self.quota is not None else layers
 
     @property
     def cgroup_dirs(self) -> list[Path]:
@@ -107,6 +153,8 @@ class Sandbox:
                     self.warden.watch_cgroup(folder)
         for note in self.host.notes:
             log.info("sandbox: %s", note)
+        if (userns := namespaces.host_note()) is not None:
+            log.warning("sandbox: %s", userns)
         log.info("sandbox: plugin limits enforced by %s", ", ".join(self.layers) or "nothing")
 
     def confine(self, process: PluginProcess) -> Confinement:
@@ -125,28 +173,55 @@ class Sandbox:
                 cgroup = None
         layers = cgroup.layers if cgroup is not None else []
         memory_by_cgroup = cgroup is not None and "memory" in cgroup.enforcing
+        memory_by_rlimit = False
         if self.rlimits:
-            try:
-                for which, value in rlimit_values(
-                    limits, memory_by_cgroup=memory_by_cgroup
-                ).items():
-                    resource.prlimit(pid, which, value)
-            except (OSError, ValueError) as exc:
-                log.warning("%s (pid %d): cannot set its rlimits: %s", process.name, pid, exc)
-            else:
+            # One by one: a value the kernel refuses costs that limit only, and says so.
+            wanted = rlimit_values(limits, memory_by_cgroup=memory_by_cgroup)
+            refused = apply_rlimits(pid, wanted)
+            names = {which: RLIMIT_NAMES.get(which, str(which)) for which in wanted}
+            for which, error in refused.items():
+                log.warning(
+                    "%s (pid %d): cannot set its RLIMIT_%s to %s: %s",
+                    process.name,
+                    pid,
+                    names[which].upper(),
+                    wanted[which][0],
+                    error,
+                )
+            if len(refused) < len(wanted):
                 layers.append("rlimit")
+            layers += [f"missing:rlimit-{names[which]}" for which in refused]
+            memory_by_rlimit = (
+                resource.RLIMIT_DATA in wanted and resource.RLIMIT_DATA not in refused
+            )
+        data_watch: QuotaWatch | None = None
+        if self.quota is not None:  # the layer its data folder got from ``prepare``
+            layers.append(self.quota.layer_of(process.name))
+            if layers[-1] == WATCH:
+                spec = process.spec
+                data_watch = self.quota.watch(process.name, pid, spec.data_dir, limits.data_mb)
         log.info("%s (pid %d): confined by %s", process.name, pid, ", ".join(layers) or "nothing")
         return SandboxConfinement(
             layers,
             pgid=pid,
             cgroup=cgroup,
             warden=self.warden,
-            memory_by_rlimit=self.rlimits and not memory_by_cgroup,
+            memory_by_rlimit=memory_by_rlimit,
+            quota=self.quota,
+            data_watch=data_watch,
         )
+
+    def prepare(self, spec: SpawnSpec) -> None:
+        """The ``prepare`` hook of ``PlainSpawner`` (before the exec): the data folder, under
+        its quota. Blocking; ``DataQuotaExceeded`` when the folder is over its quota already."""
+        if self.quota is None:
+            spec.data_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            self.quota.prepare(spec.name, spec.data_dir, spec.limits.data_mb)
 
     def spawner(self) -> PlainSpawner:
         """A spawner whose processes this sandbox confines."""
-        return PlainSpawner(confine=self.confine)
+        return PlainSpawner(confine=self.confine, prepare=self.prepare)
 
     def watch_pid(self, pid: int | None) -> None:
         """Another child of the bot that must not outlive it (the embedded nats-server)."""
@@ -154,16 +229,23 @@ class Sandbox:
             self.warden.watch_pid(pid)
 
     def close(self) -> None:
-        """Kill whatever is left in the group and remove its cgroups."""
+        """Kill whatever is left in the group and remove its cgroups; unmount data folders."""
         if self._group is not None:
             self._group.close()
+        if self.quota is not None:
+            self.quota.release_all()
 
 
 @contextlib.asynccontextmanager
 async def open_sandbox(
-    state_dir: Path, *, host: CgroupHost | None = None, warden: bool = True
+    state_dir: Path,
+    *,
+    host: CgroupHost | None = None,
+    warden: bool = True,
+    data_quota: bool = True,
 ) -> AsyncIterator[Sandbox]:
-    """The bot's sandbox: warden started, host detected, cgroup group ready; all torn down after.
+    """The bot's sandbox: warden started, host detected, cgroup group ready, data-folder quotas
+    (``data_quota``: the loop-mounted kind where possible); all torn down after.
 
     A warden that cannot start is logged and done without: plugins still die with the bot
     (their death signal), but what they forked may not.
@@ -179,8 +261,13 @@ async def open_sandbox(
                 exc,
             )
     try:
+        quota = DataQuota(state_dir, enabled=data_quota, warden=link)
+        quota.open()  # unmounts what a crashed predecessor left mounted
         sandbox = Sandbox(
-            host if host is not None else detect_host(), family=family_name(state_dir), warden=link
+            host if host is not None else detect_host(),
+            family=family_name(state_dir),
+            warden=link,
+            quota=quota,
         )
         sandbox.open()
         try:

@@ -37,6 +37,8 @@ class ResourceLimits:
     cpu_percent: int = 50
     max_processes: int = 32
     open_files: int = 256
+    #: Quota of the plugin's data folder in MB (manifest ``limits.data_mb``, within limits_max).
+    data_mb: int = 100
     #: Largest file the plugin may write (``RLIMIT_FSIZE``); not in the manifest.
     file_size_mb: int = 1024
 
@@ -97,9 +99,12 @@ def rlimit_values(limits: ResourceLimits, *, memory_by_cgroup: bool) -> dict[int
     ``RLIMIT_DATA`` carries ``memory_mb`` only when no memory cgroup does: a cgroup counts
     what is resident, which is what the manifest means, while an rlimit counts reservations.
     """
+    file_size = min(limits.file_size_mb, limits.data_mb) * MIB
     values = {
         resource.RLIMIT_NOFILE: (limits.open_files, limits.open_files),
-        resource.RLIMIT_FSIZE: (limits.file_size_mb * MIB, limits.file_size_mb * MIB),
+        # No file may outgrow the data folder it must live in (the only place a plugin may
+        # write): without a quota filesystem this is what holds a single big file.
+        resource.RLIMIT_FSIZE: (file_size, file_size),
         resource.RLIMIT_CORE: (0, 0),
     }
     if not memory_by_cgroup:
@@ -113,6 +118,8 @@ class LimitEvents:
 
     oom_kills: int = 0
     forks_refused: int = 0
+    #: MB its data folder held when the quota watch found it over ``data_mb`` (0: never).
+    data_used_mb: int = 0
 
 
 def limit_reason(
@@ -131,6 +138,10 @@ def limit_reason(
         plural = "s" if events.forks_refused != 1 else ""
         reasons.append(
             f"process limit {limits.max_processes} hit: {events.forks_refused} fork{plural} refused"
+        )
+    if events.data_used_mb:
+        reasons.append(
+            f"data folder over its quota of {limits.data_mb} MB ({events.data_used_mb} MB found)"
         )
     return "; ".join(reasons) or None
 

@@ -8,16 +8,19 @@ stdin) what the bot started, one line each:
     cgroup PATH     a cgroup folder of the bot: everything in it and below belongs to plugins
     group PGID      a plugin's process group            ungroup PGID   it is gone
     pid PID         another child (the nats-server)     unpid PID      it is gone
+    mount PATH      a data folder's quota mount         unmount PATH   the bot unmounted it
     bye             the bot stopped cleanly: exit without touching anything
 
 When the bot dies the pipe reaches end of file (and, as a backup, the kernel sends the warden
 SIGUSR1 through its own ``PR_SET_PDEATHSIG``): the warden kills every process in the cgroups,
-every process group and every pid it was told about, removes the cgroups, and exits.
+every process group and every pid it was told about, removes the cgroups, unmounts the
+data-folder mounts (lazily: a process that was just killed may still hold a file; the kernel
+frees the loop device when the last one goes), and exits.
 
 It runs in a session of its own, so Ctrl-C in the bot's terminal (SIGINT to the foreground
 process group) does not reach it, and it ignores SIGINT and SIGHUP anyway; SIGTERM makes it do
 its job at once. It prints ``ready`` on stdout once armed. Imports are kept to ``os``,
-``signal``, ``sys`` and ``ctypes``: it must start within milliseconds.
+``signal``, ``sys`` and ``ctypes`` (``rosey.sandbox.prctl``): it must start within milliseconds.
 """
 
 from __future__ import annotations
@@ -30,13 +33,11 @@ from types import FrameType
 
 from rosey.sandbox import reaper
 
-PR_SET_PDEATHSIG = 1
-
 
 def parse_command(line: str) -> tuple[str, str]:
     """``"group 42"`` → ``("group", "42")``; unknown or empty lines → ``("", line)``."""
     verb, _, arg = line.strip().partition(" ")
-    if verb in ("cgroup", "group", "ungroup", "pid", "unpid", "bye"):
+    if verb in ("cgroup", "group", "ungroup", "pid", "unpid", "mount", "unmount", "bye"):
         return verb, arg
     return "", line
 
@@ -49,6 +50,7 @@ class Warden:
         self.cgroups: list[str] = []
         self.groups: dict[int, int | None] = {}  # pgid → leader start time
         self.pids: dict[int, int | None] = {}  # pid → start time
+        self.mounts: list[str] = []
         self.swept = False
 
     def handle(self, line: str) -> bool:
@@ -65,6 +67,10 @@ class Warden:
                 self.pids[int(arg)] = reaper.start_time(int(arg))
             elif verb == "unpid":
                 self.pids.pop(int(arg), None)
+            elif verb == "mount" and arg and arg not in self.mounts:
+                self.mounts.append(arg)
+            elif verb == "unmount" and arg in self.mounts:
+                self.mounts.remove(arg)
             elif verb == "bye":
                 return False
         except ValueError:
@@ -89,7 +95,20 @@ class Warden:
             killed += reaper.kill_pid(pid, started)
         for path in self.cgroups:
             reaper.remove_cgroup(path)
-        _say(f"{why}; killed {killed} process(es) or group(s) the bot left behind")
+        unmounted = 0
+        if self.mounts:
+            from rosey.sandbox import mounts  # only when there is something to unmount
+
+            for path in reversed(self.mounts):
+                try:
+                    mounts.unmount(path, lazy=True)
+                    unmounted += 1
+                except OSError as exc:
+                    _say(f"cannot unmount {path}: {exc.strerror}")
+        _say(
+            f"{why}; killed {killed} process(es) or group(s) the bot left behind"
+            + (f", unmounted {unmounted} data folder(s)" if unmounted else "")
+        )
 
 
 def _say(text: str) -> None:
@@ -98,12 +117,10 @@ def _say(text: str) -> None:
 
 
 def _arm_death_signal(signum: int) -> None:
-    try:
-        import ctypes
+    from rosey.sandbox import prctl  # ctypes, os, sys: nothing that slows the start
 
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the pipe's end of file still tells us
-        pass
+    with contextlib.suppress(OSError):  # not Linux: the pipe's end of file still tells us
+        prctl.set_death_signal(signum)
 
 
 def serve(warden: Warden, stdin: int = 0) -> str:

@@ -96,6 +96,13 @@ class WardenLink:
     def watch_pid(self, pid: int) -> None:
         self._send(f"pid {pid}")
 
+    def watch_mount(self, path: Path) -> None:
+        """A data folder's quota mount (sandbox/quota.py): unmounted if the bot dies."""
+        self._send(f"mount {path}")
+
+    def forget_mount(self, path: Path) -> None:
+        self._send(f"unmount {path}")
+
     async def close(self, timeout: float = 5.0) -> None:
         """Dismiss the warden (the bot cleaned up itself) and wait for it to exit."""
         self._send("bye")

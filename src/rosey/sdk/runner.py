@@ -1,114 +1,42 @@
 """The plugin process: ``python -m rosey.sdk.runner --control-fd N --parent-pid P``.
 
-The manager talks to it over an inherited socket (the control channel), one JSON object a line:
-
-    manager → plugin   {"type": "bootstrap", ...}   name, entrypoint, folders, bus URL, credentials
-    plugin → manager   {"type": "ready"}            subscribed and ``on_start`` returned
-    plugin → manager   {"type": "failed", "error"}  could not start (the reason, in words)
-    manager → plugin   {"type": "stop"}             polite stop request (SIGTERM does the same)
-
-Credentials come only this way: never in argv or the environment, which other same-uid
-processes can read. End of file on the channel means the manager is gone: the plugin exits.
+The manager talks to it over an inherited socket, the control channel: one JSON object a line,
+typed in ``rosey.protocol.control`` (``bootstrap``, ``confined``, ``ready``, ``failed``,
+``stop``), this end in ``rosey.sdk.control``. Credentials come only this way: never in argv or
+the environment, which other same-uid processes can read. End of file on the channel means the
+manager is gone: the plugin exits.
 
 Order matters for speed and safety: the heavy imports (nats) happen while the manager is still
 placing this process into its cgroup and limits; plugin code is imported only after the
-bootstrap arrives, i.e. after the limits are in force.
+bootstrap arrives, i.e. after the limits are in force, and after the runner has put itself
+under the layers the bootstrap asks for (``rosey.sdk.confinement``): its own PID and IPC
+namespaces, the plugin's own uid, Landlock and dropped capabilities, and last the seccomp
+filter, reported in one ``confined`` message before any plugin code runs. This module is the
+serving half: load the plugin, connect, ``on_start``, ``ready``, wait for the stop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import importlib
-import json
 import logging
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
-from typing import Any
 
 from rosey.bus.client import EventBus
 from rosey.errors import BusUnavailable
+from rosey.protocol import control
+from rosey.protocol.control import BootstrapMessage
+from rosey.sdk.confinement import confine_self, harden
+from rosey.sdk.control import ControlChannel
 from rosey.sdk.plugin import Plugin
 from rosey.sdk.runtime import PluginRuntime
 
-PR_SET_PDEATHSIG = 1
-PR_SET_DUMPABLE = 4
+__all__ = ["ControlChannel", "load_plugin_class", "main", "serve"]
 
 log = logging.getLogger("rosey.sdk.runner")
-
-
-def _harden(parent_pid: int) -> None:
-    """Die with the manager, and keep other same-uid processes out of our memory."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-    except (OSError, AttributeError) as exc:  # not Linux: the warden still covers us
-        print(f"rosey runner: prctl unavailable: {exc}", file=sys.stderr)
-    # The manager may have died before PDEATHSIG was armed.
-    if os.getppid() != parent_pid:
-        os._exit(70)
-
-
-class ControlChannel:
-    """The line-oriented JSON channel to the manager."""
-
-    def __init__(self, fd: int) -> None:
-        self._sock = socket.socket(fileno=fd)
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-
-    def send_now(self, message: dict[str, Any]) -> None:
-        """Blocking send, before the event loop starts."""
-        self._sock.sendall(json.dumps(message).encode() + b"\n")
-
-    def read_bootstrap(self) -> dict[str, Any]:
-        """Blocking read of the first line, before the event loop starts."""
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = self._sock.recv(65536)
-            if not chunk:
-                raise SystemExit(70)  # manager went away before bootstrapping us
-            buf += chunk
-        message: dict[str, Any] = json.loads(buf)
-        return message
-
-    async def open(self) -> None:
-        self._sock.setblocking(False)
-        self._reader, self._writer = await asyncio.open_connection(sock=self._sock)
-
-    async def send(self, message: dict[str, Any]) -> None:
-        if self._writer is None:
-            return
-        try:
-            self._writer.write(json.dumps(message).encode() + b"\n")
-            await self._writer.drain()
-        except (ConnectionError, OSError):
-            pass  # manager gone: EOF handling ends us
-
-    async def receive(self) -> dict[str, Any] | None:
-        """The next message, or None at end of file (the manager is gone)."""
-        assert self._reader is not None
-        try:
-            line = await self._reader.readline()
-        except (ConnectionError, OSError):
-            return None
-        if not line:
-            return None
-        try:
-            message: dict[str, Any] = json.loads(line)
-        except json.JSONDecodeError:
-            return {"type": "invalid"}
-        return message
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        else:
-            self._sock.close()
 
 
 def load_plugin_class(plugin_dir: Path, entrypoint: str) -> type[Plugin]:
@@ -124,16 +52,16 @@ def load_plugin_class(plugin_dir: Path, entrypoint: str) -> type[Plugin]:
     return cls
 
 
-async def serve(control: ControlChannel, boot: dict[str, Any]) -> int:
+async def serve(channel: ControlChannel, boot: BootstrapMessage) -> int:
     """Run the plugin until a stop request, SIGTERM, or the manager's death."""
-    await control.open()
+    await channel.open()
     try:
-        return await _serve(control, boot)
+        return await _serve(channel, boot)
     finally:
-        control.close()
+        channel.close()
 
 
-async def _serve(control: ControlChannel, boot: dict[str, Any]) -> int:
+async def _serve(channel: ControlChannel, boot: BootstrapMessage) -> int:
     name: str = boot["name"]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -146,7 +74,7 @@ async def _serve(control: ControlChannel, boot: dict[str, Any]) -> int:
         plugin = cls(name, dict(boot.get("config") or {}), Path(boot["data_dir"]))
     except Exception as exc:
         log.exception("%s: cannot load %s", name, boot["entrypoint"])
-        await control.send({"type": "failed", "error": f"cannot load {boot['entrypoint']}: {exc}"})
+        await channel.send(control.failed(f"cannot load {boot['entrypoint']}: {exc}"))
         return 1
 
     bus = EventBus(
@@ -160,26 +88,24 @@ async def _serve(control: ControlChannel, boot: dict[str, Any]) -> int:
     try:
         await bus.connect()
     except BusUnavailable as exc:
-        await control.send({"type": "failed", "error": str(exc)})
+        await channel.send(control.failed(str(exc)))
         return 1
     runtime = PluginRuntime(plugin, bus)
     try:
         await runtime.start()
     except Exception as exc:
         log.exception("%s: on_start failed", name)
-        await control.send(
-            {"type": "failed", "error": f"on_start failed: {type(exc).__name__}: {exc}"}
-        )
+        await channel.send(control.failed(f"on_start failed: {type(exc).__name__}: {exc}"))
         await bus.close()
         return 1
-    await control.send({"type": "ready", "pid": os.getpid()})
+    await channel.send(control.ready(os.getpid()))
 
     async def watch_control() -> None:
         while True:
-            message = await control.receive()
+            message = await channel.receive()
             if message is None:
                 os._exit(70)  # the manager is gone; nobody is left to stop us politely
-            if message.get("type") == "stop":
+            if message["type"] == "stop":
                 stop.set()
                 return
 
@@ -201,34 +127,16 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     fd = int(args[args.index("--control-fd") + 1])
     parent = int(args[args.index("--parent-pid") + 1])
-    _harden(parent)
+    harden(parent)
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    control = ControlChannel(fd)
-    boot = control.read_bootstrap()
-    sandbox = boot.get("sandbox")
-    if sandbox is not None:
-        # Before any plugin code: from here on the kernel holds this process to the rules.
-        from rosey.sandbox.landlock import Rules, confine
-
-        try:
-            layers = confine(
-                Rules(
-                    read=tuple(sandbox["read"]),
-                    write=tuple(sandbox["write"]),
-                    connect_ports=None
-                    if sandbox.get("network")
-                    else tuple(sandbox["connect_ports"]),
-                )
-            )
-        except OSError as exc:
-            control.send_now({"type": "failed", "error": f"cannot confine the plugin: {exc}"})
-            sys.exit(1)
-        control.send_now({"type": "confined", "layers": layers})
-    code = asyncio.run(serve(control, boot))
+    channel = ControlChannel(fd)
+    boot = channel.read_bootstrap()
+    confine_self(channel, boot, parent)
+    code = asyncio.run(serve(channel, boot))
     sys.stdout.flush()
     sys.exit(code)
 

@@ -15,6 +15,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from rosey.aio import TaskSet
 from rosey.bus.client import EventBus, Message, Subscription
 from rosey.errors import BusError, NoResponders, RequestTimeout
 from rosey.protocol import subjects, wire
@@ -25,6 +26,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rosey.sdk")
 
+#: The pid the manager knows this plugin by, when it is not ``os.getpid()``: in its own PID
+#: namespace the plugin's pids are not the host's (set by ``rosey.sdk.runner``).
+MANAGER_PID: int | None = None
+
+#: How many ignored reply subjects are logged one by one (then every 1000th: a flood of
+#: forged requests must not flood the plugin's log).
+_REFUSALS_LOGGED = 10
+
 
 class PluginRuntime:
     """Subscriptions, dispatch and graceful stop for one plugin."""
@@ -34,6 +43,8 @@ class PluginRuntime:
         self.bus = bus
         self.commands_handled = 0
         self.command_errors = 0
+        #: Requests ignored because of their reply subject (``_refuses_reply``).
+        self.refused_replies = 0
         self._handlers = {
             name: getattr(plugin, attr) for name, attr in type(plugin).command_handlers().items()
         }
@@ -41,7 +52,8 @@ class PluginRuntime:
         self._command_sub: Subscription | None = None
         self._ping_sub: Subscription | None = None
         self._storage: KeyValue | None = None
-        self._in_flight: set[asyncio.Task[None]] = set()
+        #: Command handlers running (their failures are answered by ``_run_command`` itself).
+        self._in_flight = TaskSet()
         self._accepting = False
         self._started_at = time.monotonic()
         plugin._runtime = self
@@ -77,19 +89,11 @@ class PluginRuntime:
             await self._command_sub.unsubscribe()
         for sub in self._subscriptions:
             await sub.unsubscribe()
-        if self._in_flight:
-            _, pending = await asyncio.wait(
-                set(self._in_flight), timeout=max(0.0, deadline - time.monotonic() - 0.2)
+        cancelled = await self._in_flight.drain(deadline - time.monotonic() - 0.2, grace=0.1)
+        if cancelled:
+            log.warning(
+                "%s: %d command(s) still running at stop; cancelled", self.plugin.name, cancelled
             )
-            for task in pending:
-                task.cancel()
-            if pending:
-                log.warning(
-                    "%s: %d command(s) still running at stop; cancelled",
-                    self.plugin.name,
-                    len(pending),
-                )
-                await asyncio.wait(pending, timeout=0.1)
         try:
             async with asyncio.timeout(max(0.05, deadline - time.monotonic() - 0.1)):
                 await self.plugin.on_stop()
@@ -103,14 +107,32 @@ class PluginRuntime:
 
     # -- inbound ------------------------------------------------------------------------------
 
+    def _refuses_reply(self, msg: Message) -> bool:
+        """True (and logged) when a request's reply subject is not one the core or a granted
+        caller uses: answering it would make this plugin publish where the requester chose,
+        e.g. ``rosey.manager.stop``, and take the blame for the refusal."""
+        if not msg.reply or subjects.is_answerable_reply(msg.reply):
+            return False
+        self.refused_replies += 1
+        if self.refused_replies <= _REFUSALS_LOGGED or self.refused_replies % 1000 == 0:
+            log.warning(
+                "%s: ignored a request on %s with reply subject %s (not a reply inbox; "
+                "%d ignored so far)",
+                self.plugin.name,
+                msg.subject,
+                ascii(msg.reply[:120]),
+                self.refused_replies,
+            )
+        return True
+
     async def _on_command(self, msg: Message) -> None:
+        if self._refuses_reply(msg):
+            return
         if not self._accepting:
             await msg.respond(_reply(False, None, None, f"{self.plugin.name} is stopping"))
             return
         request = wire.parse_command_request(msg.subject, msg.data)
-        task = asyncio.create_task(self._run_command(request, msg))
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        self._in_flight.spawn(self._run_command(request, msg))
 
     async def _run_command(self, request: wire.CommandRequest, msg: Message) -> None:
         handler = self._handlers.get(request["command"])
@@ -154,10 +176,12 @@ class PluginRuntime:
         await msg.respond(body)
 
     async def _on_ping(self, msg: Message) -> None:
+        if self._refuses_reply(msg):
+            return
         await msg.respond(
             {
                 "ok": True,
-                "pid": os.getpid(),
+                "pid": MANAGER_PID or os.getpid(),
                 "in_flight": len(self._in_flight),
                 "commands": self.commands_handled,
                 "errors": self.command_errors,
@@ -189,15 +213,14 @@ class PluginRuntime:
     async def call(
         self, plugin: str, command: str, args: list[str], *, timeout: float
     ) -> str | None:
-        request: wire.CommandRequest = {
-            "command": command,
-            "args": args,
-            "text": " ".join([f"!{command}", *args]),
-            "user": {"username": f"plugin:{self.plugin.name}", "rank": 0},
-            "channel": "",
-            "platform": "plugin",
-            "correlation_id": f"{self.plugin.name}-{time.monotonic_ns()}",
-        }
+        # With the embedded broker the core relays the call and sets who asks itself
+        # (rosey.security.relay); this is what an external server's callee sees.
+        request = wire.plugin_call_request(
+            self.plugin.name,
+            command,
+            args,
+            correlation_id=f"{self.plugin.name}-{time.monotonic_ns()}",
+        )
         subject = subjects.command_execute(plugin)
         try:
             reply_msg = await self.bus.request(subject, request, timeout=timeout)

@@ -34,6 +34,11 @@ class ViolationMonitor:
         if violation is not None:
             self._queue.put_nowait(violation)
 
+    def report(self, violation: Violation) -> None:
+        """A violation the core itself caught (e.g. a connector's forged platform/channel):
+        reported, counted and acted on like the broker's."""
+        self._queue.put_nowait(violation)
+
     def count(self, plugin: str) -> int:
         return self.policy.totals.get(plugin, 0)
 

@@ -1,13 +1,18 @@
 """Permission violations, learned from the broker's own log (which a plugin cannot forge).
 
-nats-server logs every refused publish or subscribe with the authenticated user, e.g.::
+nats-server logs every refused publish or subscribe with the authenticated identity, e.g.::
 
-    [ERR] 127.0.0.1:59790 - cid:5 - "v2.16.0:python3:plugin:dice" - "$G/user:plugin_dice"
-      - Publish Violation - Subject "rosey.manager.stop"
+    [ERR] 127.0.0.1:59790 - cid:5 - "v2.16.0:python3:plugin:dice"
+      - "plugin_dice/user:plugin_dice" - Publish Violation - Subject "rosey.manager.stop"
 
-The client name is chosen by the client and ignored here; the ``user:`` part is the identity
-the broker authenticated. ``parse_violation`` is pure; ``ViolationPolicy`` decides when a plugin
-has misbehaved often enough to be disabled.
+The first quoted string is the client name: the client's choice, quoted by the server with Go's
+``%q`` (so it holds no bare ``"`` and no newline). The second is ``<account>/user:<user>``, what
+the broker authenticated. The parser consumes the name as one quoted string and reads the
+identity after it, anchored at the connection id, so no name ("… - \"plugin_victim/user:…\" -
+Publish Violation …") can pose as another identity; and it attributes a violation only when the
+account and the user both belong to the same plugin (each plugin account holds one plugin user).
+``parse_violation`` is pure; ``ViolationPolicy`` decides when a plugin has misbehaved often
+enough to be disabled.
 """
 
 from __future__ import annotations
@@ -16,11 +21,14 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
-from rosey.security.identities import plugin_of_user
+from rosey.security.identities import plugin_of_account, plugin_of_user
 
+_QUOTED = r'"(?:[^"\\]|\\.)*"'
 _LINE = re.compile(
-    r'"\$?[^"/]*/user:(?P<user>[^"]+)" - (?P<kind>Publish|Subscription) Violation - '
-    r'Subject "(?P<subject>[^"]*)"'
+    r" - cid:\d+ - (?:" + _QUOTED + r" - )?"
+    r'"(?P<account>[^"/\s]+)/user:(?P<user>[^"\s]+)" - '
+    r"(?:(?P<kind>Publish|Subscription) Violation - (?:Subject|Reply) (?P<subject>" + _QUOTED + r")"
+    r"|(?P<quota>maximum subscriptions exceeded|maximum payload exceeded))"
 )
 
 
@@ -33,16 +41,29 @@ class Violation:
 
 
 def parse_violation(line: str) -> Violation | None:
-    """The violation a server log line reports, if it is one by a plugin's identity."""
+    """The violation a server log line reports, if one by a plugin's authenticated identity.
+
+    ``kind`` is ``publish``, ``subscribe`` or ``quota`` (the server closed a connection that
+    went over its account's subscription or payload limit).
+    """
     match = _LINE.search(line)
     if match is None:
         return None
-    plugin = plugin_of_user(match.group("user"))
-    if plugin is None:
+    plugin = plugin_of_account(match.group("account"))
+    if plugin is None or plugin_of_user(match.group("user")) != plugin:
         return None
+    quota = match.group("quota")
+    if quota is not None:
+        return Violation(plugin, "quota", "", f"the broker closed a connection: {quota}")
     kind = "publish" if match.group("kind") == "Publish" else "subscribe"
-    subject = match.group("subject")
+    subject = _unquote(match.group("subject"))
     return Violation(plugin, kind, subject, f"the broker refused to {kind} {subject!r}")
+
+
+def _unquote(quoted: str) -> str:
+    """A Go ``%q`` string's text; escapes stay as written (subjects hold printable text)."""
+    body = quoted[1:-1]
+    return body.replace('\\"', '"') if "\\" in body else body
 
 
 @dataclass

@@ -1,0 +1,370 @@
+"""Namespaces around a plugin: its own PID and IPC namespaces (and a user namespace if needed).
+
+Landlock cannot see every call that reaches another process: ``prlimit64`` on a pid, ``getsid``,
+``getpgid``, ``sched_setaffinity``, SysV IPC. A PID namespace makes every process outside the
+plugin's tree unnameable (those calls answer ``ESRCH``), and when its first process dies the
+kernel kills everything left inside, ``setsid`` escapees included. An IPC namespace gives the
+plugin its own, empty, SysV IPC and POSIX message queue world.
+
+The runner does it to itself, after reading its bootstrap and before any plugin code:
+
+1. ``enter`` unshares ``CLONE_NEWPID | CLONE_NEWIPC``; without root it adds ``CLONE_NEWUSER``
+   and maps its own uid and gid (the only thing an unprivileged process may map), which is
+   what lets it create the other two;
+2. ``branch`` forks twice. The runner the manager spawned stays outside as the *waiter*: it
+   runs no plugin code, waits and ends exactly as the plugin did (``relay_plan``), so the
+   manager sees "exit 1" or "signal 9" as before. Its child is *init*, pid 1 inside, which only
+   reaps. Init's child is the plugin, pid 2: an ordinary process, so a plugin that kills
+   itself, aborts or gets SIGTERM before its handlers are installed dies as it always did
+   (pid 1 ignores every signal it has no handler for, SIGKILL from inside included).
+
+The plugin leads a session and process group of its own (as the runner did). The manager's
+SIGTERM/SIGINT to the runner's group (or to the waiter's pid) reaches the waiter, which passes
+it to init (as SIGUSR1/SIGUSR2: init ignores the group's own copy), which passes it to the
+plugin's group: it arrives there once. SIGKILL to the group ends the waiter and init,
+and with init everything inside. Init dies with the waiter (death signal); the waiter dies with
+the manager.
+
+Standard library only (ctypes): this runs in the plugin process before the SDK is imported.
+Pure parts (``flags_for``, ``id_map``, ``layer_names``, ``relay_plan``) are table-tested.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import enum
+import os
+import signal
+from dataclasses import dataclass, field
+from typing import Literal, NoReturn
+
+from rosey.sandbox import prctl
+
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+
+
+@dataclass(frozen=True)
+class Request:
+    """Which namespaces the manager asked for (bootstrap field ``isolation``)."""
+
+    pid: bool = True
+    ipc: bool = True
+
+
+@dataclass
+class Outcome:
+    """What ``enter`` achieved: layer names in force, and what is missing with the reason."""
+
+    flags: int = 0
+    layers: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def flags_for(request: Request, *, root: bool) -> int:
+    """The ``unshare`` flags for ``request``; a user namespace only when not root and needed."""
+    flags = (CLONE_NEWPID if request.pid else 0) | (CLONE_NEWIPC if request.ipc else 0)
+    if flags and not root:
+        flags |= CLONE_NEWUSER
+    return flags
+
+
+def layer_names(flags: int) -> list[str]:
+    """Status names of the namespaces in ``flags`` (``userns``, ``pidns``, ``ipcns``)."""
+    names = [("userns", CLONE_NEWUSER), ("pidns", CLONE_NEWPID), ("ipcns", CLONE_NEWIPC)]
+    return [name for name, bit in names if flags & bit]
+
+
+def id_map(inside: int, outside: int) -> str:
+    """A one-line ``uid_map``/``gid_map``: the only mapping an unprivileged process may write."""
+    return f"{inside} {outside} 1\n"
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _write(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _unshare(libc: ctypes.CDLL, flags: int) -> None:
+    if libc.unshare(flags) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"unshare: {os.strerror(errno)}")
+
+
+def enter(request: Request) -> Outcome:
+    """Unshare the namespaces asked for; the next ``fork`` puts its child inside.
+
+    A namespace the host refuses (user namespaces disabled, no privilege) is reported in
+    ``Outcome.missing`` with the kernel's reason, and the plugin runs without it. Raises
+    ``OSError`` only when a user namespace was made but its uid map refused: the process would
+    then run as nobody, so the runner fails the start instead.
+    """
+    root = os.geteuid() == 0
+    flags = flags_for(request, root=root)
+    outcome = Outcome()
+    if not flags:
+        return outcome
+    try:
+        libc = _libc()
+    except OSError as exc:
+        outcome.missing = [f"{name}: {exc}" for name in layer_names(flags)]
+        return outcome
+    if flags & CLONE_NEWUSER:
+        uid, gid = os.geteuid(), os.getegid()
+        # /proc/self/{uid,gid}_map belong to root while the process is not dumpable.
+        with contextlib.suppress(OSError):
+            prctl.set_dumpable(True)
+        try:
+            try:
+                _unshare(libc, CLONE_NEWUSER)
+            except OSError as exc:
+                outcome.missing = [f"{name}: {exc.strerror}" for name in layer_names(flags)]
+                return outcome
+            try:
+                _write("/proc/self/setgroups", "deny\n")
+                _write("/proc/self/uid_map", id_map(uid, uid))
+                _write("/proc/self/gid_map", id_map(gid, gid))
+            except OSError as exc:
+                raise OSError(exc.errno, f"user namespace without a uid map: {exc}") from exc
+        finally:
+            with contextlib.suppress(OSError):
+                prctl.set_dumpable(False)
+        outcome.flags |= CLONE_NEWUSER
+    rest = flags & ~CLONE_NEWUSER
+    try:
+        _unshare(libc, rest)
+    except OSError as exc:
+        outcome.missing = [f"{name}: {exc.strerror}" for name in layer_names(rest)]
+    else:
+        outcome.flags |= rest
+    outcome.layers = layer_names(outcome.flags)
+    return outcome
+
+
+#: Host settings that decide whether an unprivileged process may make a user namespace.
+USERNS_SYSCTLS = {
+    name: f"/proc/sys/{where}/{name}"
+    for where, name in (
+        ("user", "max_user_namespaces"),
+        ("kernel", "unprivileged_userns_clone"),
+        ("kernel", "apparmor_restrict_unprivileged_userns"),
+    )
+}
+
+
+def userns_refusal(root: bool, sysctls: dict[str, str]) -> str | None:
+    """Why this host will refuse the user namespace an unprivileged bot needs (None: it will
+    not, as far as these settings tell). ``sysctls``: name → value, absent when not present."""
+    if root:
+        return None
+    if sysctls.get("max_user_namespaces", "1").strip() == "0":
+        return "user namespaces are disabled (user.max_user_namespaces = 0)"
+    if sysctls.get("unprivileged_userns_clone", "1").strip() == "0":
+        return "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0)"
+    if sysctls.get("apparmor_restrict_unprivileged_userns", "0").strip() == "1":
+        return "AppArmor restricts unprivileged user namespaces"
+    return None
+
+
+def host_note() -> str | None:
+    """``userns_refusal`` for this host and process: logged once by the sandbox at start."""
+    found: dict[str, str] = {}
+    for name, path in USERNS_SYSCTLS.items():
+        with contextlib.suppress(OSError), open(path) as file:
+            found[name] = file.read()
+    reason = userns_refusal(os.geteuid() == 0, found)
+    if reason is None:
+        return None
+    return (
+        f"{reason}: plugins get no PID or IPC namespace (status shows missing:pidns, "
+        "missing:ipcns); run the bot as root or allow user namespaces"
+    )
+
+
+# --- the waiter -------------------------------------------------------------------------
+
+
+def relay_plan(exitcode: int, note: int | None) -> tuple[Literal["exit", "signal"], int]:
+    """How the waiter ends, given how the child did.
+
+    ``exitcode`` as ``os.waitstatus_to_exitcode`` gives it (negative: killed by that signal);
+    ``note``: the signal init said the plugin died of (``init_loop``), if any.
+    """
+    if exitcode < 0:
+        return "signal", -exitcode
+    if note is not None and exitcode == 0 and 0 < note < signal.NSIG:
+        return "signal", note
+    return "exit", exitcode
+
+
+def _die_like(kind: Literal["exit", "signal"], number: int) -> NoReturn:
+    """Exit with ``number``, or die of signal ``number`` with its default action.
+
+    No flushing: the waiter wrote nothing, and its copies of stdio buffers are the child's.
+    """
+    if kind == "signal":
+        with contextlib.suppress(OSError, ValueError):  # SIGKILL has no handler to reset
+            signal.signal(number, signal.SIG_DFL)
+        with contextlib.suppress(OSError, ValueError):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [number])
+        with contextlib.suppress(OSError):
+            os.kill(os.getpid(), number)
+        number = 128 + number  # a signal whose default action does not end a process
+    os._exit(number)
+
+
+def _read_note(fd: int) -> int | None:
+    try:
+        data = os.read(fd, 1)
+    except OSError:
+        return None
+    return data[0] if data else None
+
+
+def wait_and_relay(child: int, note_fd: int) -> NoReturn:
+    """The waiter's whole life: wait for ``child`` (init) and end exactly as the plugin did.
+
+    SIGTERM and SIGINT, whether sent to the group or to the waiter's pid alone, are passed on
+    to init, which passes them on to the plugin's own process group (``forward_to_init``).
+    """
+    forward_to_init(child)
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+            break
+        except ChildProcessError:  # cannot happen (it is our only child); do not spin
+            _die_like("exit", 70)
+    kind, number = relay_plan(os.waitstatus_to_exitcode(status), _read_note(note_fd))
+    _die_like(kind, number)
+
+
+class Role(enum.Enum):
+    """Which of the three processes ``branch`` returned in."""
+
+    WAITER = "waiter"
+    INIT = "init"
+    PLUGIN = "plugin"
+
+
+@dataclass(frozen=True)
+class Branch:
+    """Where ``branch`` returned: the role, the child to wait for, the note pipe's end."""
+
+    role: Role
+    #: Waiter: init's pid (outside view). Init: the plugin's pid (inside view). Plugin: 0.
+    child: int = 0
+    #: Waiter: read end of the note pipe. Init: write end. Plugin: -1.
+    note_fd: int = -1
+
+
+def branch() -> Branch:
+    """Fork the waiter → init → plugin chain into the namespaces ``enter`` prepared.
+
+    Returns once in each of the three processes. Init (pid 1 inside) dies with the waiter
+    (death signal, armed before the lifeline is checked so that no window is left); the
+    plugin needs no death signal: when init dies, the kernel kills the whole namespace.
+    """
+    note_r, note_w = os.pipe()
+    life_r, life_w = os.pipe()
+    init = os.fork()
+    if init:
+        os.close(note_w)
+        os.close(life_r)
+        # The lifeline's write end stays open, unused, until the waiter dies.
+        return Branch(Role.WAITER, init, note_r)
+    os.close(note_r)
+    os.close(life_w)
+    arm_death_signal()
+    if not parent_alive(life_r):
+        os._exit(70)
+    os.close(life_r)
+    plugin = os.fork()
+    if plugin:
+        return Branch(Role.INIT, plugin, note_w)
+    os.close(note_w)
+    # A session (and process group) of its own, as the runner had before: SIGTERM sent to
+    # the runner's group reaches the waiter and init, and through them this group once.
+    os.setsid()
+    return Branch(Role.PLUGIN)
+
+
+#: How the waiter passes a stop signal on to init: init ignores SIGTERM/SIGINT themselves (it
+#: gets the group's copy too), so each reaches the plugin exactly once.
+RELAYED = {signal.SIGTERM: signal.SIGUSR1, signal.SIGINT: signal.SIGUSR2}
+
+
+def forward_to_init(init: int) -> None:
+    """Waiter: pass SIGTERM/SIGINT on to init, as SIGUSR1/SIGUSR2."""
+
+    def handler(signum: int, _frame: object) -> None:
+        with contextlib.suppress(OSError):
+            os.kill(init, RELAYED[signal.Signals(signum)])
+
+    for signum in RELAYED:
+        signal.signal(signum, handler)
+
+
+def forward_to_plugin(plugin: int) -> None:
+    """Init: SIGUSR1/SIGUSR2 from the waiter become SIGTERM/SIGINT for the plugin's group (its
+    pid while it has not made the group yet); SIGTERM/SIGINT/SIGHUP to init are ignored."""
+    back = {relayed: original for original, relayed in RELAYED.items()}
+
+    def handler(signum: int, _frame: object) -> None:
+        original = back[signal.Signals(signum)]
+        with contextlib.suppress(OSError):
+            try:
+                os.killpg(plugin, original)
+            except ProcessLookupError:
+                os.kill(plugin, original)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+    for signum in back:
+        signal.signal(signum, handler)
+
+
+def init_loop(plugin: int, note_fd: int) -> NoReturn:
+    """pid 1's life: reap whatever is re-parented to it; end as the plugin ends.
+
+    A plugin killed by a signal cannot be mirrored by pid 1 (it cannot die of a signal sent
+    from inside its own namespace), so it tells the waiter on the note pipe, which does.
+    When init exits, the kernel kills every process left in the namespace.
+    """
+    forward_to_plugin(plugin)
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(70)
+        if pid != plugin:
+            continue  # an orphan of the plugin, reaped
+        code = os.waitstatus_to_exitcode(status)
+        if code < 0:
+            with contextlib.suppress(OSError):
+                os.write(note_fd, bytes([-code]))
+            os._exit(0)
+        os._exit(code)
+
+
+def arm_death_signal() -> None:
+    """Die with our parent (cleared by ``fork`` and by every change of credentials)."""
+    with contextlib.suppress(OSError):
+        prctl.set_death_signal(signal.SIGKILL)
+
+
+def parent_alive(lifeline_fd: int) -> bool:
+    """False once the waiter is gone (its end of the lifeline closed); ``getppid`` is 0 here."""
+    os.set_blocking(lifeline_fd, False)
+    try:
+        return os.read(lifeline_fd, 1) != b""
+    except BlockingIOError:
+        return True

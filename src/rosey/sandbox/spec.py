@@ -1,0 +1,48 @@
+"""What the sandbox needs to start one plugin process: the ``SpawnSpec``, and the environment
+it runs with (``scrubbed_env``: tokens and secrets of the bot's environment never reach it)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rosey.sandbox.limits import ResourceLimits
+
+__all__ = ["ResourceLimits", "SpawnSpec", "scrubbed_env"]
+
+#: Environment variables a plugin inherits; everything else (tokens, secrets) is dropped.
+_KEPT_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH")
+
+
+@dataclass(frozen=True)
+class SpawnSpec:
+    """Everything needed to start one plugin process."""
+
+    name: str
+    plugin_dir: Path
+    data_dir: Path
+    log_path: Path
+    bootstrap: Mapping[str, Any]
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
+    log_max_bytes: int = 1024 * 1024
+    log_backups: int = 2
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    #: (uid, gid) the plugin switches to (``rosey.sandbox.uids``); its data folder is theirs.
+    run_as: tuple[int, int] | None = None
+
+
+def scrubbed_env(spec: SpawnSpec) -> dict[str, str]:
+    """The plugin's environment: a few harmless variables of ours, its folders, its name."""
+    env = {key: os.environ[key] for key in _KEPT_ENV if key in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.update(
+        HOME=str(spec.data_dir),
+        TMPDIR=str(spec.data_dir),
+        PYTHONUNBUFFERED="1",
+        ROSEY_PLUGIN=spec.name,
+    )
+    env.update(spec.extra_env)
+    return env

@@ -1,0 +1,194 @@
+"""The runner's confinement steps: what the plugin process does to itself after the bootstrap
+and before any plugin code is imported (``rosey.sdk.runner`` calls ``harden`` first thing,
+then ``confine_self``).
+
+Order: die with the manager and stay undumpable (``harden``); its own PID and IPC namespaces
+(it forks: this process stays outside as the waiter, see ``rosey.sandbox.namespaces``), the
+plugin's own uid and its process rlimit; Landlock and dropped capabilities; the seccomp filter
+last. The layers in force are reported in one ``confined`` message before any plugin code runs;
+a layer the host refuses is reported as ``missing:<layer>``; one the plugin cannot run without
+(Landlock refused, folders unreachable) is a ``failed`` message and exit 1.
+
+The ``rosey.sandbox`` modules it uses are standard library only (ctypes), imported lazily:
+a plugin that asks for none of the layers does not load them.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from rosey.protocol import control
+from rosey.protocol.control import BootstrapMessage
+from rosey.sandbox import prctl
+from rosey.sdk import runtime
+from rosey.sdk.control import ControlChannel
+
+__all__ = ["confine_self", "harden"]
+
+
+def harden(parent_pid: int) -> None:
+    """Die with the manager, and keep other same-uid processes out of our memory."""
+    if not prctl.available():  # not Linux: the warden still covers us
+        print("rosey runner: prctl unavailable", file=sys.stderr)
+    else:
+        for option, value in ((prctl.PR_SET_PDEATHSIG, signal.SIGKILL), (prctl.PR_SET_DUMPABLE, 0)):
+            try:
+                prctl.prctl(option, value)
+            except OSError as exc:
+                print(f"rosey runner: {exc}", file=sys.stderr)
+    # The manager may have died before PDEATHSIG was armed.
+    if os.getppid() != parent_pid:
+        os._exit(70)
+
+
+def _isolate(
+    control_channel: ControlChannel, isolation: dict[str, Any], parent_pid: int
+) -> list[str]:
+    """Namespaces and the plugin's own uid, before any plugin code; the layer names.
+
+    With a PID namespace this forks twice and returns only in the plugin process (pid 2
+    inside); the waiter outside and init (pid 1) live on in ``rosey.sandbox.namespaces``.
+    A layer the host refuses is reported as ``missing:<layer>`` and the reason logged.
+    """
+    from rosey.sandbox import namespaces
+    from rosey.sandbox.landlock import drop_capabilities
+
+    outside_pid = os.getpid()
+    try:
+        outcome = namespaces.enter(
+            namespaces.Request(
+                pid=bool(isolation.get("pid_namespace")), ipc=bool(isolation.get("ipc_namespace"))
+            )
+        )
+    except OSError as exc:
+        control_channel.send_now(control.failed(f"cannot isolate the plugin: {exc}"))
+        sys.exit(1)
+    layers = list(outcome.layers)
+    for reason in outcome.missing:
+        print(f"rosey runner: namespace unavailable, {reason}", file=sys.stderr)
+        layers.append("missing:" + reason.partition(":")[0])
+    if outcome.flags & namespaces.CLONE_NEWPID:
+        place = namespaces.branch()
+        if place.role is not namespaces.Role.PLUGIN:
+            control_channel.close()  # neither the waiter nor init runs plugin code or talks
+            if place.role is namespaces.Role.INIT:
+                namespaces.init_loop(place.child, place.note_fd)
+            harden(parent_pid)  # re-armed: a new user namespace may have cleared it
+            namespaces.wait_and_relay(place.child, place.note_fd)
+        # The plugin, pid 2: the pid the manager knows (its status and health answers) is the
+        # waiter's, which is how everything outside names this tree.
+        runtime.MANAGER_PID = outside_pid
+    if outcome.flags & namespaces.CLONE_NEWUSER:
+        # Every capability inside its own user namespace: none of them is the plugin's.
+        drop_capabilities()
+        layers.append("no-capabilities")
+    uid, gid = isolation.get("uid"), isolation.get("gid")
+    if isinstance(uid, int) and isinstance(gid, int):
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+        if not outcome.flags & namespaces.CLONE_NEWPID:
+            namespaces.arm_death_signal()  # a change of credentials clears it
+        layers.append("uid")
+    elif isolation.get("plugin_uids"):
+        layers.append("missing:uid")
+    if "uid" in layers or outcome.flags & namespaces.CLONE_NEWUSER:
+        layers += _limit_processes(isolation.get("max_processes"), outcome.flags)
+    # Without a PID namespace the manager is still our parent: it may have died before the
+    # death signal was armed again. (Inside one, init's death takes us along.)
+    if not outcome.flags & namespaces.CLONE_NEWPID and os.getppid() != parent_pid:
+        os._exit(70)
+    return layers
+
+
+def _limit_processes(max_processes: object, flags: int) -> list[str]:
+    """``RLIMIT_NPROC`` for the plugin's tree, where the kernel counts only that tree.
+
+    The kernel counts it per uid, and since Linux 5.14 per user namespace: with a uid of its
+    own, or in a user namespace of its own, the count is this plugin's processes (threads
+    included, as cgroup ``pids.max`` counts them) and nobody else's. That is the process quota
+    of an unprivileged bot on a host without a pids cgroup. Inside a user namespace the waiter
+    and init (``rosey.sandbox.namespaces``) count too. Set after capabilities are gone, so it
+    cannot be raised again.
+    """
+    from rosey.sandbox import namespaces
+
+    if not isinstance(max_processes, int) or max_processes <= 0:
+        return []
+    helpers = 2 if flags & namespaces.CLONE_NEWUSER and flags & namespaces.CLONE_NEWPID else 0
+    try:
+        resource.setrlimit(resource.RLIMIT_NPROC, (max_processes + helpers,) * 2)
+    except (OSError, ValueError) as exc:
+        print(f"rosey runner: cannot limit processes: {exc}", file=sys.stderr)
+        return ["missing:rlimit-nproc"]
+    return ["rlimit-nproc"]
+
+
+def _unreachable(boot: BootstrapMessage) -> str | None:
+    """Why this process (running as the plugin's own uid) cannot use its folders, or None."""
+    wanted = [
+        ("plugin folder", boot["plugin_dir"], os.R_OK | os.X_OK),
+        ("data folder", boot["data_dir"], os.R_OK | os.W_OK | os.X_OK),
+        *(("Python runtime", p, os.R_OK | os.X_OK) for p in sys.path if os.path.isdir(p)),
+    ]
+    for what, path, mode in wanted:
+        if os.access(path, mode):
+            continue
+        blocker = next((a for a in reversed(Path(path).parents) if not os.access(a, os.X_OK)), None)
+        where = f"{blocker} may not be entered by others" if blocker else "its permissions"
+        return (
+            f"its {what} {path} is not readable by the plugin's own uid {os.getuid()} "
+            f"({where}); make it readable by others (chmod o+rx) or set "
+            f"security.plugin_uids: false"
+        )
+    return None
+
+
+def confine_self(control_channel: ControlChannel, boot: BootstrapMessage, parent_pid: int) -> None:
+    """Put this process under every layer the bootstrap asks for, then report them.
+
+    Order: namespaces and uid (may fork), Landlock and dropped capabilities, seccomp last,
+    just before plugin code is imported. A layer that cannot be had is either fatal (Landlock
+    refused, folders unreachable: a "failed" message) or reported as ``missing:<layer>``.
+    """
+    layers: list[str] = []
+    isolation = boot.get("isolation")
+    if isolation is not None:
+        layers += _isolate(control_channel, isolation, parent_pid)
+        if "uid" in layers and (problem := _unreachable(boot)) is not None:
+            control_channel.send_now(control.failed(f"cannot start the plugin: {problem}"))
+            sys.exit(1)
+    sandbox = boot.get("sandbox")
+    if sandbox is not None:
+        # Before any plugin code: from here on the kernel holds this process to the rules.
+        from rosey.sandbox.landlock import Rules, confine
+
+        try:
+            layers += confine(
+                Rules(
+                    read=tuple(sandbox["read"]),
+                    write=tuple(sandbox["write"]),
+                    connect_ports=None
+                    if sandbox.get("network")
+                    else tuple(sandbox["connect_ports"]),
+                )
+            )
+        except OSError as exc:
+            control_channel.send_now(control.failed(f"cannot confine the plugin: {exc}"))
+            sys.exit(1)
+    filtering = boot.get("seccomp")
+    if filtering is not None:
+        from rosey.sandbox import seccomp
+
+        try:
+            layers += seccomp.install(network=bool(filtering.get("network")))
+        except OSError as exc:
+            print(f"rosey runner: seccomp unavailable: {exc}", file=sys.stderr)
+            layers.append("missing:seccomp")
+    if isolation is not None or sandbox is not None or filtering is not None:
+        control_channel.send_now(control.confined(layers))

@@ -1,0 +1,51 @@
+"""``rosey plugin validate``: a real CLI process, exit 0 when every folder is valid, 1 otherwise.
+
+What validation finds is unit-tested on ``discover`` (``tests/unit/test_manifest_discovery.py``);
+this checks the command around it: its exit codes and that each problem names the file.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def make_plugin(root: Path, folder: str, manifest: str, module: str, code: str) -> Path:
+    path = root / folder
+    path.mkdir(parents=True)
+    (path / "plugin.yaml").write_text(manifest)
+    (path / module).write_text(code)
+    return path
+
+
+def validate(*folders: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rosey.cli", "plugin", "validate", *map(str, folders)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_validate_command_exit_codes(tmp_path: Path) -> None:
+    good = make_plugin(
+        tmp_path,
+        "good",
+        "name: good\nversion: 1.0.0\nentrypoint: good:Good\n",
+        "good.py",
+        "class Good: ...\n",
+    )
+    bad = make_plugin(
+        tmp_path,
+        "bad",
+        "name: bad\nversion: one\nentrypoint: m:P\n",
+        "m.py",
+        "class P:\n    pass\n",
+    )
+    ok = validate(good)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "1 plugin(s) valid: good" in ok.stdout
+    failed = validate(good, bad)
+    assert failed.returncode == 1
+    assert f"{bad / 'plugin.yaml'}: version: 'one' is not allowed" in failed.stdout
