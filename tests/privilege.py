@@ -76,13 +76,23 @@ def _with_traverse(entries: list[tuple[int, int, int]], uid: int) -> bytes:
     return struct.pack("<I", _ACL_VERSION) + b"".join(struct.pack("<HHI", *e) for e in merged)
 
 
+def folders_leading_to(path: Path) -> list[Path]:
+    """Every folder above ``path``, outermost first, both as written and with links resolved.
+
+    Both matter: ``.venv/bin/python`` in a clone is reached through the clone's folders (its
+    ``site-packages`` lives there), and it is a link to an interpreter elsewhere.
+    """
+    seen = dict.fromkeys([*reversed(path.absolute().parents), *reversed(path.resolve().parents)])
+    return list(seen)
+
+
 def grant_traverse(path: Path, uid: int) -> None:
     """Let ``uid`` pass through every folder leading to ``path`` that it could not pass.
 
     Always rewritten, never skipped: a ``chmod`` (pytest does ``chmod 0700`` on its base folder
     at every session) narrows the ACL mask, which silently voids an entry made before.
     """
-    for folder in reversed(path.resolve().parents):
+    for folder in folders_leading_to(path):
         info = folder.stat()
         if info.st_mode & stat.S_IXOTH:
             continue

@@ -28,6 +28,7 @@ from typing import Any
 import psutil
 import pytest
 
+import privilege
 from botproc import EXAMPLE_PLUGINS, FIXTURE_PLUGINS, BotProcess, run_bot
 
 REACH = FIXTURE_PLUGINS / "reach"
@@ -62,7 +63,7 @@ def add_traverse(path: Path, uids: range) -> None:
     Adds ``user:<uid>:--x`` entries to the folders' ACLs and keeps every entry already there
     (``privilege.grant_traverse`` replaces the ACL: it would take the test user's away).
     """
-    for folder in reversed(path.resolve().parents):
+    for folder in privilege.folders_leading_to(path):
         mode = folder.stat().st_mode
         if mode & stat.S_IXOTH:
             continue
