@@ -25,7 +25,6 @@ from rosey.api.client import RUNTIME_FILE, RuntimeInfo
 from rosey.api.http.app import serve as serve_http
 from rosey.api.nats_face import ManagementService
 from rosey.bus.client import EventBus
-from rosey.bus.kv import KeyValue
 from rosey.bus.server import EmbeddedServer, ServerLimits
 from rosey.config import BotConfig
 from rosey.connectors.console import ConsoleConnector
@@ -43,6 +42,7 @@ from rosey.sandbox.cgroups import family_name
 from rosey.sandbox.confine import open_sandbox
 from rosey.sandbox.sdnotify import notify
 from rosey.security.broker_cgroup import BrokerCgroup
+from rosey.security.buckets import create_bucket
 from rosey.security.connector_relay import ConnectorRelay
 from rosey.security.identities import BrokerQuotas, Credentials, IdentityBook
 from rosey.security.monitor import ViolationMonitor
@@ -308,26 +308,11 @@ def _server_limits(config: BotConfig) -> ServerLimits:
 
 
 async def _create_buckets(book: IdentityBook, url: str) -> None:
-    """Create the buckets of plugins with the ``storage`` grant (they may not create streams).
-
-    Each bucket lives in its plugin's account, so the core creates it as that account's
-    keeper user, with the plugin's storage quota as its size.
-    """
+    """Create the buckets of plugins with the ``storage`` grant (``rosey.security.buckets``);
+    a refusal is logged and costs only that plugin its storage."""
     for name in book.plugins():
-        bucket = book.permissions(name).kv_bucket
-        if bucket is None:
-            continue
-        keeper = book.keeper(name)
         try:
-            async with EventBus(
-                url, name=f"rosey-keeper-{name}", user=keeper.user, password=keeper.password
-            ) as bus:
-                await KeyValue.open(
-                    bus,
-                    bucket,
-                    description=f"storage of plugin {name}",
-                    max_bytes=book.quotas.storage_bytes,
-                )
+            await create_bucket(book, name, url)
         except RoseyError as exc:
             log.error("cannot create the storage bucket of %s: %s", name, exc)
 

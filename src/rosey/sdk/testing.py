@@ -448,22 +448,8 @@ async def _round_trip(bus: EventBus) -> None:
 
 
 async def _create_buckets(book: IdentityBook, url: str) -> None:
-    """Create the ``storage`` plugins' buckets as the bot does (``rosey.bot``): in each
-    plugin's account, as its keeper user, sized to the plugin's quota; the plugin itself may
-    only open it."""
-    from rosey.bus.kv import KeyValue
+    """Create the ``storage`` plugins' buckets as the bot does (``rosey.security.buckets``)."""
+    from rosey.security.buckets import create_bucket
 
     for name in book.plugins():
-        bucket = book.permissions(name).kv_bucket
-        if bucket is None:
-            continue
-        keeper = book.keeper(name)
-        async with EventBus(
-            url, name=f"rosey-keeper-{name}", user=keeper.user, password=keeper.password
-        ) as bus:
-            await KeyValue.open(
-                bus,
-                bucket,
-                description=f"storage of plugin {name}",
-                max_bytes=book.quotas.storage_bytes,
-            )
+        await create_bucket(book, name, url)
