@@ -109,6 +109,38 @@ class BotProcess:
             return await self.proc.wait()
 
 
+def cli_env() -> dict[str, str]:
+    """This environment without ``ROSEY_*``: a CLI run finds the bot only as a test says."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("ROSEY_")}
+
+
+async def run_rosey(
+    *args: str, timeout: float = 60, cwd: Path | None = None
+) -> tuple[int, str, str]:
+    """``python -m rosey.cli ARGS`` as a subprocess: exit code, stdout, stderr (killed if it
+    outlives ``timeout``)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "rosey.cli",
+        *args,
+        cwd=cwd,
+        env=cli_env(),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
 async def _pump(stream: asyncio.StreamReader, log: list[str]) -> None:
     while line := await stream.readline():
         log.append(line.decode("utf-8", "replace").rstrip())

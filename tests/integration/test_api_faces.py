@@ -25,7 +25,7 @@ import pytest
 import pytest_asyncio
 from nats.aio.msg import Msg
 
-from botproc import EXAMPLE_PLUGINS, FIXTURE_PLUGINS, BotProcess, run_bot
+from botproc import EXAMPLE_PLUGINS, FIXTURE_PLUGINS, BotProcess, run_bot, run_rosey
 from helpers import eventually, wait_gone
 from rosey.api.actions import ACTIONS
 
@@ -105,29 +105,7 @@ async def chat(bot: BotProcess, text: str, *, user: str = ADMIN, timeout: float 
 
 async def cli(bot: BotProcess, *args: str, timeout: float = 60) -> tuple[int, str, str]:
     """Run ``rosey plugin ARGS --state-dir <the bot's>``: exit code, stdout, stderr."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSEY_")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "rosey.cli",
-        "plugin",
-        *args,
-        "--state-dir",
-        str(bot.state_dir),
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(timeout):
-            out, err = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_rosey("plugin", *args, "--state-dir", str(bot.state_dir), timeout=timeout)
 
 
 async def via(face: str, bot: BotProcess, action: str, plugin: str | None = None) -> Outcome:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import sys
@@ -18,7 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
-from botproc import EXAMPLE_PLUGINS, FIXTURE_PLUGINS, BotProcess, run_bot
+from botproc import EXAMPLE_PLUGINS, FIXTURE_PLUGINS, BotProcess, cli_env, run_bot, run_rosey
 from helpers import eventually
 from rosey.api.logfile import Cursor
 from rosey.api.logstream import CORE, LogLine, last_lines, merge, parse, read_new
@@ -27,31 +26,10 @@ from rosey.sandbox.logs import LineStamper, RotatingLog, write_marker
 LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) (\S+) +(\| |────)(.*)$")
 
 
-def cli_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("ROSEY_")}
-
-
 async def rosey(*args: str, timeout: float = 30) -> tuple[int, list[str], str]:
     """Exit code, stdout lines and stderr of ``python -m rosey.cli ARGS``."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "rosey.cli",
-        *args,
-        env=cli_env(),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(timeout):
-            out, err = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode().splitlines(), err.decode()
+    code, out, err = await run_rosey(*args, timeout=timeout)
+    return code, out.splitlines(), err
 
 
 def split(line: str) -> tuple[str, str, bool, str]:

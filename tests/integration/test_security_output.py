@@ -16,11 +16,8 @@ Each test also checks the bot and the victim keep working.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
-import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +25,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from botproc import EXAMPLE_PLUGINS, FIXTURE_PLUGINS, REPO, BotProcess, run_bot
+from botproc import EXAMPLE_PLUGINS, FIXTURE_PLUGINS, REPO, BotProcess, run_bot, run_rosey
 from helpers import eventually
 from rosey.bus.client import EventBus
 from rosey.connectors.console import ConsoleConnector
@@ -116,24 +113,10 @@ async def victim_works(bot: BotProcess) -> None:
 
 async def cli(bot: BotProcess, *args: str) -> tuple[int, str]:
     """``rosey plugin ARGS`` as a subprocess; its exit code and stdout + stderr."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSEY_")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "rosey.cli",
-        "plugin",
-        *args,
-        "--state-dir",
-        str(bot.state_dir),
-        cwd=REPO,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+    code, out, err = await run_rosey(
+        "plugin", *args, "--state-dir", str(bot.state_dir), timeout=30, cwd=REPO
     )
-    async with asyncio.timeout(30):
-        out, _ = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode("utf-8", "replace")
+    return code, out + err
 
 
 async def test_escapes_from_replies_stderr_and_the_control_channel_reach_no_reader(
