@@ -1,0 +1,5 @@
+"""``python -m rosey.cli``."""
+
+from rosey.cli import main
+
+main()

@@ -1,0 +1,40 @@
+"""What every ``rosey`` command shares: exit codes, colour, error lines, clean log lines."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from rosey.protocol.text import clean
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "CleanFormatter",
+    "colour",
+    "fail",
+]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+class CleanFormatter(logging.Formatter):
+    """Log lines without terminal escapes: many quote what a plugin wrote or chose."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return clean(super().format(record))
+
+
+def colour() -> bool:
+    """Colour only for a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+    return (
+        sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+    )
+
+
+def fail(prefix: str, text: str, code: int) -> int:
+    print(clean(f"{prefix}: {text}"), file=sys.stderr)
+    return code
