@@ -11,6 +11,32 @@ from rosey.bus.server import EmbeddedServer
 
 #: The reports of the phases run so far ("setup", "call"), stored on the test item.
 PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+#: The temporary folder ``pytest_configure`` made for this session (removed after a pass).
+OWN_BASETEMP = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A temporary folder of this session's own, unless ``--basetemp`` names one.
+
+    pytest's default, ``/tmp/pytest-of-<user>``, is shared by every session of the user and
+    chmod-ed ``0700`` by each one that starts, which resets the ACL mask that lets the
+    unprivileged test user through (``tests/privilege.py``): a session started meanwhile would
+    fail another's unprivileged tests. It is removed after a passing run and kept for
+    inspection after a failing one.
+    """
+    if config.option.basetemp is None:
+        import tempfile
+
+        config.option.basetemp = tempfile.mkdtemp(prefix="rosey-pytest-")
+        config.stash[OWN_BASETEMP] = Path(config.option.basetemp)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    folder = session.config.stash.get(OWN_BASETEMP, None)
+    if folder is not None and exitstatus == 0:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
