@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import botrun
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -65,24 +65,8 @@ async def running_bot(root: Path) -> AsyncIterator[dict[str, Any]]:
     plugin.mkdir(parents=True)
     (plugin / "plugin.yaml").write_text(TRIVIAL_MANIFEST)
     (plugin / "echo.py").write_text(TRIVIAL_MODULE)
-    state = root / "state"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rosey.cli", "run", "--no-console", "--log-level", "WARNING",
-        "--state-dir", str(state), "--plugins-dir", str(root / "plugins"),
-        cwd=root, stdin=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        runtime = state / "runtime.json"
-        deadline = time.monotonic() + 30
-        while not runtime.exists():  # the bot writes it once everything is up
-            if proc.returncode is not None or time.monotonic() > deadline:
-                raise RuntimeError("the bot did not come up")
-            await asyncio.sleep(0.05)
-        yield json.loads(runtime.read_text())
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-        await proc.wait()
+    async with botrun.running_bot(root, root / "plugins") as runtime:
+        yield runtime
 
 
 class Connector:

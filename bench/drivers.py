@@ -228,9 +228,14 @@ class System:
 
 
 class Rosey(System):
-    """``rosey run --no-console`` on the bench's nats-server; up = the ``running`` event."""
+    """``rosey run --no-console`` on the bench's nats-server; up = the ``running`` event.
+
+    Plugins are forked from the preloaded fork server (``runtime.fork_server``, the default);
+    ``RoseySpawn`` is the same bot spawning every plugin as a new interpreter.
+    """
 
     label = "rosey"
+    fork_server = True
 
     def __init__(self, root: Path, n: int, url: str, profile: Profile, nc: Client) -> None:
         super().__init__(root, n, url, profile, nc)
@@ -248,6 +253,7 @@ class Rosey(System):
             "plugins_dir": [str(self.root / "plugins")],
             "state_dir": str(self._state),
             "nats": {"url": self.url},
+            "runtime": {"fork_server": self.fork_server},
             "max_crash_count": 1_000_000,  # the kills are on purpose: never disable
             "backoff": {
                 "initial_s": self.profile.rosey_backoff_initial_s,
@@ -286,6 +292,13 @@ class Rosey(System):
         await super().close()
         if self._subscription is not None:
             await self._subscription.unsubscribe()
+
+
+class RoseySpawn(Rosey):
+    """Rosey with ``runtime.fork_server: false``: every plugin is a new interpreter."""
+
+    label = "rosey-spawn"
+    fork_server = False
 
 
 class Supervisord(System):
@@ -448,4 +461,9 @@ class Circus(System):
         return {name: pid for name, infos in active.items() for pid in infos}
 
 
-SYSTEMS: dict[str, type[System]] = {"rosey": Rosey, "supervisord": Supervisord, "circus": Circus}
+SYSTEMS: dict[str, type[System]] = {
+    "rosey": Rosey,
+    "rosey-spawn": RoseySpawn,
+    "supervisord": Supervisord,
+    "circus": Circus,
+}

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,21 +114,28 @@ def cli_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("ROSEY_")}
 
 
-async def run_rosey(
-    *args: str, timeout: float = 60, cwd: Path | None = None
+async def run_process(
+    *argv: str,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60,
+    stdin: int = asyncio.subprocess.DEVNULL,
+    stdout: int = asyncio.subprocess.PIPE,
+    stderr: int = asyncio.subprocess.PIPE,
 ) -> tuple[int, str, str]:
-    """``python -m rosey.cli ARGS`` as a subprocess: exit code, stdout, stderr (killed if it
-    outlives ``timeout``)."""
+    """``ARGV`` as a subprocess: exit code, stdout, stderr (killed if it outlives ``timeout``).
+
+    ``env`` defaults to :func:`cli_env`; ``stdin`` to nothing (or a file descriptor, e.g. a
+    terminal). ``stderr=STDOUT`` merges the two (stderr comes back ""); a stream sent to a file
+    descriptor instead of a pipe comes back "" too.
+    """
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "rosey.cli",
-        *args,
+        *argv,
         cwd=cwd,
-        env=cli_env(),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        env=cli_env() if env is None else dict(env),
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
     )
     try:
         async with asyncio.timeout(timeout):
@@ -138,7 +145,37 @@ async def run_rosey(
             proc.kill()
             await proc.wait()
     assert proc.returncode is not None
-    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    return (
+        proc.returncode,
+        (out or b"").decode("utf-8", "replace"),
+        (err or b"").decode("utf-8", "replace"),
+    )
+
+
+async def run_rosey(
+    *args: str,
+    timeout: float = 60,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: int = asyncio.subprocess.DEVNULL,
+    stdout: int = asyncio.subprocess.PIPE,
+    stderr: int = asyncio.subprocess.PIPE,
+) -> tuple[int, str, str]:
+    """``python -m rosey.cli ARGS`` as a subprocess: exit code, stdout, stderr (killed if it
+    outlives ``timeout``). ``env``: variables set on top of :func:`cli_env`; the streams as
+    :func:`run_process` takes them."""
+    return await run_process(
+        sys.executable,
+        "-m",
+        "rosey.cli",
+        *args,
+        cwd=cwd,
+        env={**cli_env(), **(env or {})},
+        timeout=timeout,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+    )
 
 
 async def _pump(stream: asyncio.StreamReader, log: list[str]) -> None:
@@ -173,7 +210,7 @@ async def run_bot(
         config_path.write_text(config)
         args += ["--config", str(config_path)]
     args += list(extra_args)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSEY_")}
+    env = cli_env()
     if user is not None:
         args = privilege.command_as(user, args)
         env["HOME"] = str(state_dir)

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator
+import uuid
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 
 import pytest
 
 from rosey.bus.server import EmbeddedServer
+from rosey.sandbox.confine import Sandbox
+from rosey.sandbox.host import detect_host
 
 #: The reports of the phases run so far ("setup", "call"), stored on the test item.
 PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 #: The temporary folder ``pytest_configure`` made for this session (removed after a pass).
 OWN_BASETEMP = pytest.StashKey[Path]()
+#: This session's own ``XDG_RUNTIME_DIR`` and ``XDG_STATE_HOME`` (see ``pytest_configure``).
+OWN_XDG = pytest.StashKey[Path]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -24,18 +29,28 @@ def pytest_configure(config: pytest.Config) -> None:
     fail another's unprivileged tests. It is removed after a passing run and kept for
     inspection after a failing one.
     """
-    if config.option.basetemp is None:
-        import tempfile
+    import os
+    import tempfile
 
+    if config.option.basetemp is None:
         config.option.basetemp = tempfile.mkdtemp(prefix="rosey-pytest-")
         config.stash[OWN_BASETEMP] = Path(config.option.basetemp)
+    # Every bot a test starts notes itself as "this user's last bot" for the CLI
+    # (``rosey.api.client.user_record``): a folder of this session's own, so that the record
+    # neither leaks to the real user nor lets a CLI test find another session's bot.
+    xdg = Path(tempfile.mkdtemp(prefix="rosey-xdg-"))
+    config.stash[OWN_XDG] = xdg
+    for variable in ("XDG_RUNTIME_DIR", "XDG_STATE_HOME"):
+        (xdg / variable).mkdir(mode=0o700)
+        os.environ[variable] = str(xdg / variable)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    import shutil
+
+    shutil.rmtree(session.config.stash.get(OWN_XDG, "/nonexistent"), ignore_errors=True)
     folder = session.config.stash.get(OWN_BASETEMP, None)
     if folder is not None and exitstatus == 0:
-        import shutil
-
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -89,3 +104,16 @@ def bot_privilege(request: pytest.FixtureRequest) -> str:
     ``run_bot``, so every protection is shown to hold for both.
     """
     return str(request.param)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    """A sandbox on this host's cgroups (rlimits only where there are none); checked clean."""
+    box = Sandbox(detect_host(), family=f"test{uuid.uuid4().hex[:10]}")
+    box.open()
+    try:
+        yield box
+    finally:
+        dirs = box.cgroup_dirs
+        box.close()
+        assert [d for d in dirs if d.exists()] == []

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 
 import psutil
 
-__all__ = ["eventually", "is_alive", "wait_gone"]
+from rosey.protocol import wire
+
+__all__ = ["chat_command", "eventually", "is_alive", "wait_gone"]
 
 _POLL = 0.02  # seconds between checks; the deadline is what bounds the wait
 
@@ -45,3 +48,16 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what:
         if loop.time() > deadline:
             raise AssertionError(f"not within {timeout:g} s: {what}")
         await asyncio.sleep(_POLL)
+
+
+def chat_command(name: str, *args: str) -> wire.CommandRequest:
+    """The request the router sends a plugin for ``!NAME ARGS`` said by ``tester`` (rank 0) in
+    ``room`` on the ``test`` platform, with a fresh correlation id."""
+    return wire.command_request(
+        name,
+        args,
+        user={"username": "tester", "rank": 0},
+        channel="room",
+        platform="test",
+        correlation_id=uuid.uuid4().hex,
+    )

@@ -162,6 +162,10 @@ class CalendarPlugin(Plugin):
 
     @command("remind")
     async def remind(self, ctx: CommandContext) -> str:
+        """Remind you of something later, in this channel.
+
+        usage: !remind in 10m TEXT | !remind list | !remind cancel ID
+        """
         sub = ctx.args[0].lower() if ctx.args else ""
         if sub == "list":
             return self._list(ctx)

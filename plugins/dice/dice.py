@@ -56,6 +56,10 @@ class DicePlugin(Plugin):
 
     @command("roll")
     async def roll(self, ctx: CommandContext) -> str:
+        """Roll dice: NdM is N dice with M sides, plus K.
+
+        usage: !roll [NdM[+K]], e.g. !roll 2d6+3
+        """
         notation = ctx.args[0] if ctx.args else "1d6"
         if len(ctx.args) > 1:
             raise UsageError(USAGE)
@@ -69,4 +73,8 @@ class DicePlugin(Plugin):
 
     @command("flip")
     async def flip(self, ctx: CommandContext) -> str:
+        """Flip a coin: heads or tails.
+
+        usage: !flip
+        """
         return f"{ctx.user.username} flipped a coin: {self.rng.choice(['heads', 'tails'])}"

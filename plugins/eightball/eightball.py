@@ -42,6 +42,10 @@ def answer(question: str, rng: random.Random | None = None) -> str:
 class EightBallPlugin(Plugin):
     @command("8ball")
     async def eightball(self, ctx: CommandContext) -> str:
+        """Ask the magic 8-ball a yes-or-no question.
+
+        usage: !8ball QUESTION
+        """
         question = ctx.arg_text.strip()
         if not question:
             raise UsageError("ask a question: !8ball will it rain tomorrow?")
@@ -51,4 +55,8 @@ class EightBallPlugin(Plugin):
 
     @command("eightball")
     async def eightball_long(self, ctx: CommandContext) -> str:
+        """Ask the magic 8-ball a yes-or-no question (as !8ball).
+
+        usage: !eightball QUESTION
+        """
         return await self.eightball(ctx)

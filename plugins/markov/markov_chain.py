@@ -194,6 +194,10 @@ class MarkovPlugin(Plugin):
 
     @command("markov")
     async def markov(self, ctx: CommandContext) -> str | None:
+        """Say something new in the style of this chat.
+
+        usage: !markov [word]
+        """
         min_lines = int(self.config.get("min_lines", 3))
         if len(ctx.args) > 1:
             raise UsageError("usage: !markov [word]")

@@ -34,6 +34,10 @@ class NotesPlugin(Plugin):
 
     @command("note")
     async def note(self, ctx: CommandContext) -> str:
+        """Read, set or delete a sticky note.
+
+        usage: !note NAME | !note set NAME TEXT | !note del NAME
+        """
         if not ctx.args:
             raise UsageError(USAGE)
         action = ctx.args[0].lower()

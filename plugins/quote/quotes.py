@@ -29,7 +29,10 @@ class Quote:
     added: float
 
     def show(self) -> str:
-        return f'#{self.id}: "{self.text}" (added by {self.by})'
+        # A text that holds its own quotes (`"so good" ann said`) is shown as typed: wrapping
+        # it again would read `""so good" ann said"`.
+        text = self.text if '"' in self.text else f'"{self.text}"'
+        return f"#{self.id}: {text} (added by {self.by})"
 
 
 class QuoteBook:
@@ -121,6 +124,10 @@ class QuotePlugin(Plugin):
 
     @command("quote")
     async def quote(self, ctx: CommandContext) -> str:
+        """Remember quotes and show them again.
+
+        usage: !quote add TEXT | !quote [random] | !quote N | !quote search WORDS | !quote del N
+        """
         sub = ctx.args[0].lower() if ctx.args else "random"
         if sub == "add":
             return self._add(rest_of_line(ctx.text, 2), ctx.user.username)

@@ -84,14 +84,15 @@ async def test_add_show_search_delete_on_a_real_bus() -> None:
         assert await bot.command("!quote") == "no quotes yet: add one with !quote add TEXT"
         assert await bot.command('!quote add it\'s "fine"', user="ann") == "quote #1 added"
         assert await bot.command("!quote add the cat sat", user="bob") == "quote #2 added"
-        assert await bot.command("!quote 1") == '#1: "it\'s "fine"" (added by ann)'
+        # Issue 17 item 9: a quote holding quotes is shown as typed, not as `"it's "fine""`.
+        assert await bot.command("!quote 1") == '#1: it\'s "fine" (added by ann)'
         assert await bot.command("!quote search CAT") == '#2: "the cat sat" (added by bob)'
         assert await bot.command("!quote search dog") == "no quote contains 'dog'"
         assert await bot.command("!quote del 2", user="ann") == (
             "only bob, who added quote #2, may delete it"
         )
         assert await bot.command("!quote del 2", user="bob") == "quote #2 deleted"
-        assert await bot.command("!quote random") == '#1: "it\'s "fine"" (added by ann)'
+        assert await bot.command("!quote random") == '#1: it\'s "fine" (added by ann)'
 
 
 async def test_usage_errors_are_replies_not_errors() -> None:

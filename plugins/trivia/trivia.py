@@ -120,6 +120,10 @@ class TriviaPlugin(Plugin):
 
     @command("trivia")
     async def trivia(self, ctx: CommandContext) -> str:
+        """Play trivia: questions in the channel, first right answer scores.
+
+        usage: !trivia start [rounds] | !trivia stop | !trivia scores
+        """
         sub = ctx.args[0].lower() if ctx.args else ""
         where = (ctx.platform, ctx.channel)
         if sub == "start":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -21,9 +22,10 @@ from typing import Any
 
 from rosey.aio import first_of
 from rosey.api.chat import handle_plugin_command
-from rosey.api.client import RUNTIME_FILE, RuntimeInfo
+from rosey.api.client import RUNTIME_FILE, RuntimeInfo, forget_bot, remember_bot
 from rosey.api.http.app import serve as serve_http
 from rosey.api.nats_face import ManagementService
+from rosey.api.watch import PluginWatcher
 from rosey.bus.client import EventBus
 from rosey.bus.server import EmbeddedServer, ServerLimits
 from rosey.config import BotConfig
@@ -42,7 +44,7 @@ from rosey.sandbox.cgroups import family_name
 from rosey.sandbox.confine import open_sandbox
 from rosey.sandbox.sdnotify import notify
 from rosey.security.broker_cgroup import BrokerCgroup
-from rosey.security.buckets import create_bucket
+from rosey.security.buckets import create_bucket, delete_bucket
 from rosey.security.connector_relay import ConnectorRelay
 from rosey.security.identities import BrokerQuotas, Credentials, IdentityBook
 from rosey.security.monitor import ViolationMonitor
@@ -62,9 +64,11 @@ def write_runtime(info: RuntimeInfo, state_dir: Path) -> Path:
 class Bot:
     """One running bot."""
 
-    def __init__(self, config: BotConfig, *, console: bool) -> None:
+    def __init__(self, config: BotConfig, *, console: bool, watch: bool = False) -> None:
         self.config = config
         self.console_enabled = console
+        #: ``rosey run --watch``: reload a plugin when its files change (rosey.api.watch).
+        self.watch = watch
         self.exit_code = 0
 
     async def run(self) -> int:
@@ -73,7 +77,11 @@ class Bot:
         notify(STATUS="starting")  # also takes NOTIFY_SOCKET out of what children inherit
         async with contextlib.AsyncExitStack() as stack:
             sandbox = await stack.enter_async_context(
-                open_sandbox(state_dir, data_quota=self.config.security.data_quota)
+                open_sandbox(
+                    state_dir,
+                    data_quota=self.config.security.data_quota,
+                    fork_server=self.config.runtime.fork_server,
+                )
             )
             found = discover(self.config.plugins_dir)
             # Connector instances (``connectors:``) are supervised like plugins, by instance name.
@@ -139,6 +147,18 @@ class Bot:
                     url, "rosey-router", book.router if book else None, subjects.ROUTER_INBOX_PREFIX
                 )
             )
+            # The router and the connector relay hand chat lines and replies to each other
+            # in-process; on their own connection with no_echo, the copies they publish for
+            # others never come back to them (rosey.security.connector_relay).
+            chat_bus = await stack.enter_async_context(
+                _core_bus(
+                    url,
+                    "rosey-chat",
+                    book.router if book else None,
+                    subjects.ROUTER_INBOX_PREFIX,
+                    no_echo=True,
+                )
+            )
 
             manager = PluginManager(
                 self.config,
@@ -156,15 +176,18 @@ class Bot:
                 manager.on_plugins_added = _identities_for_new_plugins(
                     self.config, book, server, url, _grants_of(connectors.plugins)
                 )
+                manager.on_grants_changed = _identities_for_changed_grants(book, server, url)
+                manager.on_storage_purged = functools.partial(delete_bucket, book, url=url)
                 # Plugin-to-plugin calls reach the callee through the core (rosey.security.relay).
                 relay = CallRelay(router_bus, book.may_call)
                 await relay.start()
                 stack.push_async_callback(relay.stop)
+            connector_relay: ConnectorRelay | None = None
             if connectors.routes:
                 # Connectors speak for their own platform and channel only: the core stamps it
                 # (rosey.security.connector_relay); a forgery is a violation like the broker's.
                 connector_relay = ConnectorRelay(
-                    router_bus,
+                    chat_bus,
                     connectors.routes,
                     monitor.report,
                     on_status=_connector_status(manager),
@@ -185,7 +208,7 @@ class Bot:
                 return self.exit_code
 
             router = Router(
-                router_bus,
+                chat_bus,
                 manager,
                 max_in_flight_per_plugin=self.config.router.max_in_flight_per_plugin,
             )
@@ -200,6 +223,10 @@ class Bot:
             router.builtins["plugin"] = plugin_command
             await router.start()
             stack.push_async_callback(router.stop)
+            if connector_relay is not None:
+                connector_relay.deliver = router.handle
+                for platform in connector_relay.platforms:
+                    router.local_sends[platform] = connector_relay.send
             service = ManagementService(manager_bus, manager)
             await service.start()
             stack.push_async_callback(service.stop)
@@ -211,6 +238,10 @@ class Bot:
                 announce=self.console_enabled,
             )
 
+            if self.watch:
+                watcher = PluginWatcher(manager)
+                await watcher.start()
+                stack.push_async_callback(watcher.stop)
             admin = book.admin if book else None
             info = RuntimeInfo(
                 os.getpid(),
@@ -222,6 +253,9 @@ class Bot:
             )
             runtime_path = write_runtime(info, state_dir)
             stack.callback(runtime_path.unlink, missing_ok=True)
+            # The CLI finds this bot from any folder of this user (rosey.api.client.locate).
+            if remember_bot(state_dir) is not None:
+                stack.callback(forget_bot, state_dir)
             log.info(
                 "rosey is up: %d plugin(s), management on rosey.manager.*", len(manager.supervisors)
             )
@@ -249,7 +283,9 @@ class Bot:
             loop.remove_signal_handler(signum)
 
 
-def _core_bus(url: str, name: str, creds: Credentials | None, inbox_prefix: str) -> EventBus:
+def _core_bus(
+    url: str, name: str, creds: Credentials | None, inbox_prefix: str, *, no_echo: bool = False
+) -> EventBus:
     """One of the bot's own connections (unrestricted identity when the broker is ours)."""
     return EventBus(
         url,
@@ -257,6 +293,7 @@ def _core_bus(url: str, name: str, creds: Credentials | None, inbox_prefix: str)
         user=creds.user if creds else None,
         password=creds.password if creds else None,
         inbox_prefix=inbox_prefix,
+        no_echo=no_echo,
     )
 
 
@@ -339,6 +376,22 @@ def _identities_for_new_plugins(
         await _create_buckets(book, url)
 
     return added
+
+
+def _identities_for_changed_grants(
+    book: IdentityBook, server: EmbeddedServer, url: str
+) -> Callable[[dict[str, list[str]]], Awaitable[None]]:
+    """A reload or restart changed a plugin's grants: the broker gets every plugin's grants
+    as they now run (a validated config reload, as for ``rescan``) before the new instance
+    connects. Passwords are kept, so running connections stay."""
+
+    async def changed(grants: dict[str, list[str]]) -> None:
+        book.set_plugins(grants)
+        await server.reload(book.render(), max_file_store=str(book.jetstream_store_bytes()))
+        log.info("broker identities updated (a plugin's grants changed)")
+        await _create_buckets(book, url)
+
+    return changed
 
 
 def _identities(book: IdentityBook | None) -> Callable[[str], Identity]:

@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from rosey.errors import ConfigError
+from rosey.errors import ConfigError, ConfigProblems
 from rosey.protocol.admins import AdminEntry, parse_admin
 from rosey.protocol.manifest import (
+    ALLOWED_BY_PATTERN,
     GRANT_PATTERN,
     NAME_PATTERN,
     CpuPercent,
@@ -29,9 +29,9 @@ from rosey.protocol.manifest import (
     MemoryMb,
     OpenFiles,
     RestartPolicy,
-    describe_validation_error,
     number,
 )
+from rosey.protocol.problems import Lines, YamlFileError, describe, line_of, load_yaml_lines
 
 DEFAULT_CONFIG_FILE = Path("config/plugins.yaml")
 
@@ -178,6 +178,14 @@ class SecuritySettings(_Strict):
     broker: BrokerSettings = BrokerSettings()
 
 
+class RuntimeSettings(_Strict):
+    """How plugin processes are started (``runtime``; docs/sandbox.md, "The fork server")."""
+
+    #: Fork plugins of the bot's environment from a preloaded fork server (milliseconds, a few
+    #: MiB each) instead of starting a new interpreter for each; false: always spawn plainly.
+    fork_server: bool = True
+
+
 class RouterSettings(_Strict):
     """How the router shares itself between plugins."""
 
@@ -250,6 +258,8 @@ class ConnectorEntry(BaseModel):
 class BotConfig(_Strict):
     plugins_dir: list[Path] = [Path("plugins")]
     health_check_interval: Annotated[float, Field(gt=0)] = 30.0
+    #: How long a reload's new instance must stay alive and answer pings before it takes over.
+    reload_probation_s: Annotated[float, Field(ge=0, le=300)] = 1.0
     max_crash_count: Annotated[int, Field(ge=0)] = 3
     crash_window_s: Annotated[float, Field(gt=0)] = 600.0
     state_dir: Path = Path(".rosey")
@@ -259,6 +269,7 @@ class BotConfig(_Strict):
     error_rate: ErrorRateSettings = ErrorRateSettings()
     security: SecuritySettings = SecuritySettings()
     router: RouterSettings = RouterSettings()
+    runtime: RuntimeSettings = RuntimeSettings()
     http: HttpSettings | None = HttpSettings()
     plugins: dict[Annotated[str, Field(pattern=NAME_PATTERN)], PluginOverride] = {}
     limits_max: LimitsMax = LimitsMax()
@@ -338,40 +349,53 @@ def load_config(
     """Read the config file (optional when ``path`` is None and the default is absent)."""
     env = os.environ if environ is None else environ
     data: dict[str, Any] = {}
+    lines: Lines = {}
     source = str(path or DEFAULT_CONFIG_FILE)
     candidate = path or DEFAULT_CONFIG_FILE
     if path is not None or candidate.exists():
         try:
-            loaded = yaml.safe_load(candidate.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(source, "", f"cannot be read: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(source, "", f"is not valid YAML: {exc}") from None
+            loaded, lines = load_yaml_lines(candidate)
+        except YamlFileError as exc:
+            raise ConfigError(source, "", exc.problem) from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
-            raise ConfigError(source, "", "must be a YAML mapping of keys to values")
+            raise ConfigError(source, "", "must be a YAML mapping of keys to values", line=1)
         data = loaded
         # Relative plugin and state folders are relative to where the bot runs, as in the
         # original spec; nothing to rewrite here.
+    replaced: set[str] = set()  # top-level keys set by the environment or a flag, not the file
     if env.get("ROSEY_NATS_URL"):
         data = {**data, "nats": {**(data.get("nats") or {}), "url": env["ROSEY_NATS_URL"]}}
+        replaced.add("nats")
     if env.get("ROSEY_STATE_DIR"):
         data = {**data, "state_dir": env["ROSEY_STATE_DIR"]}
+        replaced.add("state_dir")
     for key, value in (overrides or {}).items():
         if value is None:
             continue
         if key == "nats_url":
             data = {**data, "nats": {**(data.get("nats") or {}), "url": value}}
+            replaced.add("nats")
         else:
             data = {**data, key: value}
+            replaced.add(key)
+    file_lines = {loc: line for loc, line in lines.items() if str(loc[0]) not in replaced}
     try:
         config = BotConfig.model_validate(data)
     except ValidationError as exc:
-        field, problem = describe_validation_error(exc, BotConfig)[0]
-        raise ConfigError(source, field, problem) from None
-    problems = config.bound_problems()
-    if problems:
-        field, problem = problems[0]
-        raise ConfigError(source, field, problem)
+        problems = describe(exc, BotConfig, file_lines, ALLOWED_BY_PATTERN)
+        raise ConfigProblems(
+            [ConfigError(source, field, problem, line=line) for field, problem, line in problems]
+        ) from None
+    bounds = config.bound_problems()
+    if bounds:
+        raise ConfigProblems(
+            [
+                ConfigError(
+                    source, field, problem, line=line_of(file_lines, tuple(field.split(".")))
+                )
+                for field, problem in bounds
+            ]
+        )
     return config

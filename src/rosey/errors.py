@@ -10,6 +10,7 @@ validation.
 RoseyError
 ├── FileError ···························· a file is wrong (file, field, problem) code bad_request
 │   ├── ConfigError ······················ config/plugins.yaml or a flag
+│   │   └── ConfigProblems ··············· all of a config file's problems at once
 │   └── ManifestError ···················· a plugin.yaml
 ├── SubjectError ························· a subject token holds '.', '*', '>' or whitespace
 ├── DecodeError ·························· a bus message body is not the JSON we expect
@@ -19,7 +20,11 @@ RoseyError
 │   ├── RequestTimeout ··················· a request got no reply in time
 │   ├── NoResponders ····················· nobody listens on the subject
 │   └── BusPermissionDenied ·············· the broker refused a publish or subscribe
+│       └── MissingGrant ················· ... a plugin's, naming the grant it needs
 ├── BadRequest ··························· an API request is malformed         code bad_request
+├── EnvironmentBuildFailed ··············· requirements cannot be installed   code bad_request
+├── SourceError ·························· a plugin source cannot be used     code bad_request
+│   └── SourceNotFound ··················· no such file or folder            code not_found
 ├── InvalidTransition ···················· a lifecycle event does not apply    code invalid_state
 └── PluginError ·························· about one named plugin
     ├── PluginNotFound ··················· no such plugin                      code not_found
@@ -33,7 +38,12 @@ RoseyError
     ├── StartFailed ······················ the process did not become ready   code internal
     │   ├── StartTimeout
     │   └── ExitedDuringStart
-    └── DataQuotaExceeded ················ its data folder holds more than limits.data_mb
+    ├── RolledBack ······················· a reload's new instance failed; the old one serves
+    │                                        (or a restart refused a bad manifest) code rolled_back
+    ├── DataQuotaExceeded ················ its data folder holds more than limits.data_mb
+    ├── EnvironmentNotBuilt ·············· its environment is not built yet   code invalid_state
+    ├── InstallRefused ··················· install, update... refused         code invalid_state
+    └── ConfirmationNeeded ··············· grants need a yes    code confirmation_needed
 ```
 
 This module is imported by plugin processes: it must stay free of heavy imports.
@@ -52,25 +62,34 @@ __all__ = [
     "BusPermissionDenied",
     "BusUnavailable",
     "ConfigError",
+    "ConfigProblems",
+    "ConfirmationNeeded",
     "DataQuotaExceeded",
     "DecodeError",
     "DependencyBlocked",
     "DependencyCycle",
     "DependencyError",
     "DependencyNotRunning",
+    "EnvironmentBuildFailed",
+    "EnvironmentNotBuilt",
     "ErrorCode",
     "ExitedDuringStart",
     "FileError",
     "Forbidden",
+    "InstallRefused",
     "InvalidState",
     "InvalidTransition",
     "ManifestError",
     "MissingDependency",
+    "MissingGrant",
     "NoResponders",
     "PluginError",
     "PluginNotFound",
     "RequestTimeout",
+    "RolledBack",
     "RoseyError",
+    "SourceError",
+    "SourceNotFound",
     "StartFailed",
     "StartTimeout",
     "SubjectError",
@@ -84,7 +103,14 @@ def _tail(lines: Sequence[str], prefix: str = "\n  | ") -> str:
 #: The management API's ``error.code`` values (DESIGN 2.6): the one list. ``rosey.protocol.wire``
 #: types the envelope with it, the NATS face checks against it.
 ErrorCode = Literal[
-    "not_found", "invalid_state", "dependency", "forbidden", "bad_request", "internal"
+    "not_found",
+    "invalid_state",
+    "dependency",
+    "forbidden",
+    "bad_request",
+    "rolled_back",
+    "internal",
+    "confirmation_needed",
 ]
 ERROR_CODES: frozenset[str] = frozenset(get_args(ErrorCode))
 
@@ -108,11 +134,14 @@ class FileError(RoseyError):
 
     code: ErrorCode = "bad_request"
 
-    def __init__(self, file: str, field: str, problem: str) -> None:
+    def __init__(self, file: str, field: str, problem: str, *, line: int | None = None) -> None:
         self.file = file
         self.field = field
         self.problem = problem
-        where = f"{file}: {field}" if field else file
+        #: The line of the file the field is on, when known (``file:LINE:``, as compilers say).
+        self.line = line
+        where = f"{file}:{line}" if line is not None else file
+        where = f"{where}: {field}" if field else where
         super().__init__(f"{where}: {problem}")
 
 
@@ -123,6 +152,16 @@ class ConfigError(FileError):
     def source(self) -> str:
         """The file or flag at fault (this class's older name for ``file``)."""
         return self.file
+
+
+class ConfigProblems(ConfigError):
+    """Every problem of one config file at once, one line each; the fields are the first's."""
+
+    def __init__(self, problems: Sequence[ConfigError]) -> None:
+        first = problems[0]
+        super().__init__(first.file, first.field, first.problem, line=first.line)
+        self.problems = tuple(problems)
+        self.args = ("\n".join(str(problem) for problem in self.problems),)
 
 
 class ManifestError(FileError):
@@ -206,6 +245,25 @@ class BusPermissionDenied(BusError):
         self.subject = subject
         self.operation = operation
         super().__init__(f"the broker refused to {operation} {subject!r}: permission denied")
+
+
+class MissingGrant(BusPermissionDenied):
+    """The broker refused a plugin's publish, subscribe, call or storage use: the grant it
+    lacks (``grant``, from ``rosey.plugins.grant_needed``; None when no grant allows it).
+
+    Raised by the plugin's runtime at once, instead of the timeout the refusal looks like.
+    """
+
+    def __init__(self, plugin: str, subject: str, operation: str, grant: str | None) -> None:
+        super().__init__(subject, operation)
+        self.plugin = plugin
+        self.grant = grant
+        what = f"plugin {plugin!r} may not {operation} {subject!r}"
+        if grant is None:
+            text = f"{what}: no grant allows that (see docs/plugins/AUTHORING.md, section 4)"
+        else:
+            text = f"{what}: it needs the grant `{grant}` in plugin.yaml (permissions: [{grant}])"
+        self.args = (text,)
 
 
 class BadRequest(RoseyError):
@@ -349,6 +407,28 @@ class ExitedDuringStart(StartFailed):
         )
 
 
+class RolledBack(PluginError):
+    """A change of a running plugin did not take: the instance that was serving still is.
+
+    ``action`` is ``reload`` (the new instance was killed: invalid manifest, import error,
+    crash, not ready, unhealthy in probation) or ``restart`` (refused before stopping anything:
+    the manifest on disk is not valid); ``stage`` says where it failed.
+    """
+
+    code: ErrorCode = "rolled_back"
+
+    def __init__(self, plugin: str, action: str, stage: str, reason: str) -> None:
+        self.action = action
+        self.stage = stage
+        self.reason = reason
+        verb = "rolled back" if action == "reload" else "refused"
+        super().__init__(
+            plugin,
+            f"{action} of plugin {plugin!r} {verb} ({stage}): {reason}; "
+            "the running instance keeps serving",
+        )
+
+
 class DataQuotaExceeded(PluginError):
     """A plugin's data folder already holds more than its quota, so it is not started."""
 
@@ -375,3 +455,100 @@ def describe_exit(returncode: int) -> str:
     except ValueError:
         return f"signal {-returncode}"
     return f"signal {-returncode} ({name})"
+
+
+class SourceError(RoseyError):
+    """A plugin source (a folder, a ``.tar.gz`` or a ``.zip``) cannot be used: which, and why."""
+
+    code: ErrorCode = "bad_request"
+
+    def __init__(self, source: str, problem: str) -> None:
+        self.source = source
+        self.problem = problem
+        super().__init__(f"plugin source {source}: {problem}; nothing was installed")
+
+
+class SourceNotFound(SourceError):
+    """The source path does not exist on the bot's host."""
+
+    code: ErrorCode = "not_found"
+
+    def __init__(self, source: str) -> None:
+        super().__init__(source, "no such file or folder (on the bot's host)")
+
+
+class InstallRefused(PluginError):
+    """Install, update, rollback or remove was refused before anything changed: every reason
+    (the source's manifest, a taken name or command, the dependency graph, the version rule,
+    ``requires_rosey``, a failed environment build, no kept version)."""
+
+    code: ErrorCode = "invalid_state"
+
+    def __init__(self, plugin: str, action: str, problems: Sequence[str]) -> None:
+        self.action = action
+        self.problems = list(problems)
+        what = f"{action} of plugin {plugin!r}" if plugin else action  # "": not known yet
+        super().__init__(plugin, f"{what} refused, nothing was changed: " + "; ".join(problems))
+
+
+class ConfirmationNeeded(PluginError):
+    """The grants a plugin asks for must be accepted first (``yes``); ``text`` shows them."""
+
+    code: ErrorCode = "confirmation_needed"
+
+    def __init__(self, plugin: str, action: str, text: str) -> None:
+        self.action = action
+        self.text = text
+        super().__init__(
+            plugin,
+            f"{text}\nnothing was done: {action} again with yes to accept "
+            "(CLI: --yes, or answer y at a terminal)",
+        )
+
+
+class EnvironmentBuildFailed(RoseyError):
+    """A plugin's own Python environment could not be built (``rosey.sandbox.environments``):
+    the requirements the installer named (none when it named none of them) and its reason."""
+
+    code: ErrorCode = "bad_request"
+
+    def __init__(
+        self, requirements: Sequence[str], named: Sequence[str], reason: str, tool: str
+    ) -> None:
+        self.requirements = list(requirements)
+        self.named = list(named)
+        self.reason = reason
+        self.tool = tool
+        asked = ", ".join(self.requirements)
+        if len(self.named) == 1:
+            culprit = f"requirement {self.named[0]!r} cannot be installed"
+        elif self.named:
+            quoted = ", ".join(repr(text) for text in self.named)
+            culprit = f"requirements {quoted} cannot be installed together"
+        else:
+            culprit = "the installer failed"
+        super().__init__(
+            f"cannot build the Python environment for requirements [{asked}]: {culprit} "
+            f"({tool}: {reason})"
+        )
+
+    @property
+    def requirement(self) -> str | None:
+        """The first requirement the installer named, if any."""
+        return self.named[0] if self.named else None
+
+
+class EnvironmentNotBuilt(PluginError):
+    """A plugin with ``requirements`` whose environment is not built: it does not start (an
+    environment is built by ``rosey plugin validate`` or install, never at start)."""
+
+    code: ErrorCode = "invalid_state"
+
+    def __init__(self, plugin: str, requirements: Sequence[str], command: str) -> None:
+        self.requirements = list(requirements)
+        self.command = command
+        super().__init__(
+            plugin,
+            f"plugin {plugin!r}: its Python environment for requirements "
+            f"[{', '.join(self.requirements)}] is not built; build it with: {command}",
+        )

@@ -185,7 +185,7 @@ def test_runner_import_path_has_no_heavy_modules() -> None:
     code = (
         "import sys, rosey.sdk.runner, rosey.sdk;"
         "heavy = [m for m in ('pydantic', 'yaml', 'psutil', 'rosey.manager', 'rosey.config',"
-        " 'rosey.bus.server', 'rosey.plugins.manifest', 'rosey.protocol.manifest', 'curses',"
+        " 'rosey.bus.server', 'rosey.protocol.manifest', 'curses',"
         " 'rosey.api.top',"
         " 'rosey.api.logstream', 'rosey.api.http', 'aiohttp', 'prometheus_client')"
         " if m in sys.modules];"

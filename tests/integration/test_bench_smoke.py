@@ -6,26 +6,21 @@ import asyncio
 import sys
 from pathlib import Path
 
+from botproc import run_process
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 async def run_bench(script: str, *args: str, timeout: float = 120) -> str:
-    proc = await asyncio.create_subprocess_exec(
+    """Run a bench (its output; it must exit 0)."""
+    code, text, _ = await run_process(
         sys.executable,
         str(BENCH / script),
         *args,
-        stdout=asyncio.subprocess.PIPE,
+        timeout=timeout,
         stderr=asyncio.subprocess.STDOUT,
     )
-    try:
-        async with asyncio.timeout(timeout):
-            output, _ = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    text = output.decode(errors="replace")
-    assert proc.returncode == 0, text
+    assert code == 0, text
     return text
 
 

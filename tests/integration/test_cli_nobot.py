@@ -11,33 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from botproc import run_rosey
 from rosey.bus.server import EmbeddedServer
 
 
 async def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str]:
     """Exit code and stderr of ``python -m rosey.cli plugin ARGS``."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("ROSEY_")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "rosey.cli",
-        "plugin",
-        *args,
-        cwd=cwd,
-        env={**base, **(env or {})},
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(30):
-            _, err = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, err.decode()
+    code, _, err = await run_rosey("plugin", *args, cwd=cwd, env=env, timeout=30)
+    return code, err
 
 
 async def free_port() -> int:

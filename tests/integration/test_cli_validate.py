@@ -48,4 +48,39 @@ def test_validate_command_exit_codes(tmp_path: Path) -> None:
     assert "1 plugin(s) valid: good" in ok.stdout
     failed = validate(good, bad)
     assert failed.returncode == 1
-    assert f"{bad / 'plugin.yaml'}: version: 'one' is not allowed" in failed.stdout
+    assert f"{bad / 'plugin.yaml'}:2: version: 'one' is not allowed" in failed.stdout
+
+
+def test_validate_checks_the_published_json_schema(tmp_path: Path) -> None:
+    """Issue 17 item 15: the schema is used by validate, not only published. pydantic takes
+    ``"256"`` for a whole number and ``true`` for seconds; the schema (and so an editor using
+    it) does not, so validate refuses them, with the line. A problem both find is said once."""
+    lenient = make_plugin(
+        tmp_path,
+        "lenient",
+        "name: lenient\nversion: 1.0.0\nentrypoint: lenient:Lenient\n"
+        "limits:\n  memory_mb: '256'\nstop_timeout_s: true\n",
+        "lenient.py",
+        "class Lenient: ...\n",
+    )
+    bad = make_plugin(
+        tmp_path,
+        "bad",
+        "name: bad\nversion: one\nentrypoint: m:P\n",
+        "m.py",
+        "class P:\n    pass\n",
+    )
+    out = validate(lenient, bad)
+    assert out.returncode == 1, out.stdout + out.stderr
+    manifest = lenient / "plugin.yaml"
+    said = f"{bad / 'plugin.yaml'}:2: version: 'one' is not allowed; expected a semantic version"
+    assert [line.startswith(said) for line in out.stdout.splitlines()].count(True) == 1
+    assert (
+        f"{manifest}:5: limits.memory_mb: '256' is not allowed; expected a whole number from 16 "
+        "to 1048576, without quotes"
+    ) in out.stdout
+    assert (
+        f"{manifest}:6: stop_timeout_s: True is not allowed; expected a number above 0 and at "
+        "most 86400"
+    ) in out.stdout
+    assert "plugin(s) valid" not in out.stdout

@@ -165,5 +165,7 @@ def test_validate_from_another_folder_checks_that_folders_plugins(
     (broken / "plugin.yaml").write_text("name: Broken\nversion: 1.0.0\nentrypoint: b:B\n")
     result = dev(checkout, "rosey", "plugin", "validate", "my-plugins", cwd=elsewhere)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert result.stdout.startswith("my-plugins/broken/plugin.yaml: name: 'Broken' is not allowed")
+    assert result.stdout.startswith(
+        "my-plugins/broken/plugin.yaml:1: name: 'Broken' is not allowed"
+    )
     assert "dev:" not in result.stderr  # set up already: nothing to say

@@ -121,7 +121,7 @@ async def test_actions_answer_envelopes_with_their_http_status(tmp_path: Path) -
             assert (status, body["error"]["code"]) == (want_status, code), (method, path, body)
             assert body["error"]["message"]
         # The messages say what is allowed.
-        _, body = await api.post("/api/plugins/dice/reload")
+        _, body = await api.post("/api/plugins/dice/explode")
         assert "actions: start, stop, restart, enable, disable" in body["error"]["message"]
         _, body = await api.get("/api/plugins/dice/logs?lines=0")
         assert "lines" in body["error"]["message"]

@@ -26,7 +26,8 @@ from rosey.bus.client import EventBus, Message
 from rosey.config import BackoffSettings, BotConfig
 from rosey.manager.manager import PluginManager
 from rosey.protocol import subjects, wire
-from rosey.sandbox.process import PlainSpawner, PluginProcess, Spawner, SpawnSpec
+from rosey.sandbox.forkspawner import ForkSpawner
+from rosey.sandbox.process import PluginProcess, Spawner, SpawnSpec
 
 BEHAVE = Path(__file__).resolve().parents[1] / "fixtures" / "plugins" / "mgr_behave" / "behave.py"
 
@@ -83,11 +84,17 @@ def make_config(plugins_dir: Path, state_dir: Path, **overrides: Any) -> BotConf
 
 
 class RecordingSpawner:
-    """The plain spawn, remembering every pid it started (for the leftover check)."""
+    """The bot's default spawn (forked from a fork server: ``rosey.sandbox.forkspawner``),
+    remembering every pid it started (for the leftover check)."""
 
     def __init__(self, inner: Spawner | None = None) -> None:
-        self.inner = inner or PlainSpawner()
+        self.inner = inner or ForkSpawner()
         self.pids: list[int] = []
+
+    def close(self) -> None:
+        """Stop the fork server of the default spawn (a given spawner is its owner's)."""
+        if isinstance(self.inner, ForkSpawner):
+            self.inner.close()
 
     async def spawn(self, spec: SpawnSpec) -> PluginProcess:
         process = await self.inner.spawn(spec)
@@ -190,6 +197,7 @@ async def running_manager(
     await bus.connect()
     await client.connect()
     recording = RecordingSpawner(spawner)
+    owned = spawner is None
     events = EventLog()
     manager: PluginManager | None = None
     try:
@@ -205,6 +213,8 @@ async def running_manager(
                 async with asyncio.timeout(60):
                     await manager.shutdown()
         finally:
+            if owned:
+                recording.close()
             await client.close()
             await bus.close()
             left = await wait_gone(recording.pids, timeout=10)

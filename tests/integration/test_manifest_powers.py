@@ -20,14 +20,13 @@ import asyncio
 import itertools
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from nats.aio.msg import Msg
 
-from botproc import EXAMPLE_PLUGINS, FIXTURE_PLUGINS, BotProcess, run_bot
+from botproc import EXAMPLE_PLUGINS, FIXTURE_PLUGINS, BotProcess, run_bot, run_rosey
 from helpers import eventually, wait_gone
 
 DICE = EXAMPLE_PLUGINS / "dice"
@@ -54,14 +53,9 @@ async def test_two_folders_declaring_one_name_run_neither(
     shutil.copytree(FIXTURE_PLUGINS / "impostor", plugins / "aaa_dice")
     genuine, impostor = plugins / "dice", plugins / "aaa_dice"
 
-    validate = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "rosey.cli", "plugin", "validate", str(plugins)],
-        stdout=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(20):
-        out, _ = await validate.communicate()
-    assert validate.returncode == 1
-    lines = out.decode().splitlines()
+    code, out, _ = await run_rosey("plugin", "validate", str(plugins), timeout=20)
+    assert code == 1
+    lines = out.splitlines()
     assert len(lines) == 2, lines
     for line in lines:
         assert "plugin name 'dice' is declared by 2 folders" in line
@@ -206,16 +200,10 @@ async def test_absurd_limits_are_capped_and_shown(tmp_path: Path, bot_privilege:
         # What the kernel holds it to, as the plugin sees it.
         seen = json.loads(await bot.chat("!mylimits"))
         assert seen["open_files"] == [1024, 1024]
-        cli = await asyncio.create_subprocess_exec(
-            *[sys.executable, "-m", "rosey.cli", "plugin", "status", "greedy_limits"],
-            *["--state-dir", str(bot.state_dir)],
-            stdout=asyncio.subprocess.PIPE,
+        _, out, _ = await run_rosey(
+            "plugin", "status", "greedy_limits", "--state-dir", str(bot.state_dir), timeout=20
         )
-        async with asyncio.timeout(20):
-            out, _ = await cli.communicate()
-        assert "bounded: limits.open_files capped from 1048576 to 1024 by limits_max" in (
-            out.decode()
-        )
+        assert "bounded: limits.open_files capped from 1048576 to 1024 by limits_max" in out
         assert sum("greedy_limits: limits." in line for line in bot.log) == 5
 
 
@@ -283,6 +271,7 @@ async def test_a_stop_during_the_start_does_not_wait_for_a_plugin_that_never_get
         config=config,
         ready=False,
     ) as bot:
+
         async def holding() -> bool:  # its on_start runs; the bot waits for it to get ready
             log = bot.state_dir / "logs" / "holds_startup.log"
             return log.exists() and "never ready" in log.read_text()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from test_sandbox import FIXTURES, make_spec
 
-from helpers import wait_gone
+from helpers import chat_command, wait_gone
 from rosey.bus.client import EventBus
 from rosey.config import BotConfig
 from rosey.errors import BusError
@@ -48,16 +48,7 @@ async def first_message(process: PluginProcess) -> ControlMessage:
 
 
 async def command(bus: EventBus, plugin: str, name: str, timeout: float = 5.0) -> Any:
-    request = {
-        "command": name,
-        "args": [],
-        "text": f"!{name}",
-        "user": {"username": "tester", "rank": 0},
-        "channel": "room",
-        "platform": "test",
-        "correlation_id": f"c-{time.monotonic_ns()}",
-    }
-    reply = await bus.request(subjects.command_execute(plugin), request, timeout=timeout)
+    reply = await bus.request(subjects.command_execute(plugin), chat_command(name), timeout=timeout)
     return reply.json()
 
 

@@ -47,5 +47,3 @@ def test_the_waiter_ends_as_the_plugin_did(how: str, returncode: int) -> None:
         [sys.executable, "-c", _CHAIN, how], capture_output=True, text=True, timeout=30
     )
     assert done.returncode == returncode, done.stderr
-
-

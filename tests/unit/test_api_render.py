@@ -131,9 +131,15 @@ def test_table_columns_line_up() -> None:
         "PID",
         "CPU",
         "MEM",
+        "KIND",
     ]
     assert rows[1].index("running") == rows[2].index("stopped") == rows[0].index("STATE")
-    assert rows[2].split()[-3:] == ["-", "-", "-"]
+    assert rows[2].split()[-4:] == ["-", "-", "-", "plugin"]
+
+
+def test_table_shows_each_kind() -> None:
+    rows = list_table([status(name="cytube", kind="connector"), status(name="dice")])
+    assert [r.split()[-1] for r in rows] == ["KIND", "connector", "plugin"]
 
 
 def test_mutating_results_are_one_line() -> None:
@@ -215,3 +221,19 @@ def test_enable_says_how_to_start() -> None:
     assert result_lines("enable", True, stopped, prefix="!plugin") == [
         "enable dice: done, it is stopped; start it with: !plugin start dice"
     ]
+
+
+def test_a_quoted_traceback_is_drawn_with_one_bar() -> None:
+    """Issue 17 item 14: stderr lines quoted in last_error rendered as ``|   |``."""
+    error = (
+        "crashed (exit 1); last stderr lines:\n  | Traceback (most recent call last):\n"
+        '  |   File "p.py", line 3\n  | ValueError: x'
+    )
+    text = "\n".join(status_lines(status(last_error=error)))
+    assert text.endswith(
+        "last error:\n    | crashed (exit 1); last stderr lines:\n"
+        "    | Traceback (most recent call last):\n"
+        '    |   File "p.py", line 3\n'
+        "    | ValueError: x"
+    )
+    assert "|   |" not in text

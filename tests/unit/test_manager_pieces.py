@@ -84,6 +84,7 @@ def test_status_keys_come_from_the_one_definition() -> None:
     assert set(faces[len(STATUS_KEYS) :]) == {
         "kind",
         "layers",
+        "started",
         "violations",
         "resources",
         "limits",

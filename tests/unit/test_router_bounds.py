@@ -30,6 +30,9 @@ class Directory:
     def commands(self) -> dict[str, str]:
         return {"hang": "slow", "roll": "dice", "deep": "deep"}
 
+    def command_help(self, command: str) -> tuple[str, str] | None:
+        return None
+
 
 class FakeBus:
     """Replies for ``dice`` and ``deep``; ``slow`` hangs until released (then times out)."""

@@ -7,6 +7,7 @@ pid is dead is stale and says so at once; any connect is bounded, so "no bot" is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -18,6 +19,20 @@ from rosey.errors import DecodeError
 from rosey.protocol import subjects
 
 DEFAULT_STATE_DIR = Path(".rosey")
+__all__ = [
+    "DEFAULT_STATE_DIR",
+    "RUNTIME_FILE",
+    "BotAddress",
+    "ManagementClient",
+    "NoBot",
+    "RuntimeInfo",
+    "find_state_dir",
+    "forget_bot",
+    "locate",
+    "read_runtime",
+    "remember_bot",
+    "user_record",
+]
 RUNTIME_FILE = "runtime.json"
 CONNECT_TIMEOUT = 3.0
 
@@ -37,18 +52,72 @@ class NoBot:
     reason: str
 
 
-def locate(nats_url: str | None, state_dir: Path | None) -> BotAddress | NoBot:
-    """Where the bot is: ``nats_url``, ``ROSEY_NATS_URL``, or ``<state-dir>/runtime.json``."""
+def locate(
+    nats_url: str | None, state_dir: Path | None, *, cwd: Path | None = None
+) -> BotAddress | NoBot:
+    """Where the bot is, the way operators expect (DESIGN 2.1, issue 17 item 6).
+
+    In order: ``nats_url`` (``--nats-url``), ``ROSEY_NATS_URL``; ``<state_dir>/runtime.json``
+    when a state folder is given (``--state-dir``, else ``ROSEY_STATE_DIR``): only there; else
+    ``.rosey/runtime.json`` in the current folder or the nearest parent that has one (a bot
+    started in the checkout, the CLI run from a subfolder; that file answers even when stale,
+    as the nearest ``.git`` does); else the state folder of the bot this user started last
+    (``user_record``). When nothing is found the answer names every place looked.
+    """
     if nats_url:
         return BotAddress(nats_url, source="--nats-url")
     env_url = os.environ.get("ROSEY_NATS_URL")
     if env_url:
         return BotAddress(env_url, source="ROSEY_NATS_URL")
-    folder = state_dir or Path(os.environ.get("ROSEY_STATE_DIR") or DEFAULT_STATE_DIR)
-    path = folder / RUNTIME_FILE
+    given = state_dir or (
+        Path(os.environ["ROSEY_STATE_DIR"]) if os.environ.get("ROSEY_STATE_DIR") else None
+    )
+    if given is not None:
+        where = "--state-dir" if state_dir else "ROSEY_STATE_DIR"
+        return _from_file(
+            given / RUNTIME_FILE,
+            f"no --nats-url, no ROSEY_NATS_URL and no {given / RUNTIME_FILE} ({where})",
+        )
+    here = (cwd or Path.cwd()).absolute()
+    for folder in (here, *here.parents):
+        path = folder / DEFAULT_STATE_DIR / RUNTIME_FILE
+        if folder == here and cwd is None:
+            path = DEFAULT_STATE_DIR / RUNTIME_FILE  # said as the operator would
+        if path.exists():  # the nearest one answers, as the nearest .git does: stale or not
+            return _from_file(path, "")
+    record = user_record()
+    last = _recorded_state_dir()
+    if last is None:
+        noted = f"no bot noted in {record} (where 'rosey run' notes the last one this user started)"
+    else:
+        found = _from_file(last / RUNTIME_FILE, "")
+        if isinstance(found, BotAddress):
+            return found
+        noted = f"the bot noted in {record}: {found.reason}"
+    return NoBot(
+        "no running bot found: no --nats-url, no ROSEY_NATS_URL, no ROSEY_STATE_DIR; no "
+        f"{DEFAULT_STATE_DIR / RUNTIME_FILE} in {here} or a folder above it; {noted} "
+        "(start one with 'rosey run', or pass --state-dir of the running bot)"
+    )
+
+
+def find_state_dir() -> Path:
+    """The state folder tools that read files (``rosey logs``) use when none is given: the
+    same search as ``locate`` (``ROSEY_STATE_DIR``; ``.rosey`` here or in the nearest parent
+    that has one; the user's last bot's), else ``.rosey``."""
+    if os.environ.get("ROSEY_STATE_DIR"):
+        return Path(os.environ["ROSEY_STATE_DIR"])
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        if _is_dir(folder / DEFAULT_STATE_DIR):
+            return DEFAULT_STATE_DIR if folder == here else folder / DEFAULT_STATE_DIR
+    return _recorded_state_dir() or DEFAULT_STATE_DIR
+
+
+def _from_file(path: Path, missing: str) -> BotAddress | NoBot:
     if not path.exists():
         return NoBot(
-            f"no running bot found: no --nats-url, no ROSEY_NATS_URL and no {path} "
+            f"no running bot found: {missing} "
             "(start one with 'rosey run', or pass --state-dir of the running bot)"
         )
     info = read_runtime(path)
@@ -61,6 +130,57 @@ def locate(nats_url: str | None, state_dir: Path | None) -> BotAddress | NoBot:
             "(a stale file left by a bot that did not stop cleanly; 'rosey run' replaces it)"
         )
     return address
+
+
+def user_record() -> Path:
+    """Where the bot notes its state folder for its user: ``$XDG_RUNTIME_DIR/rosey/last-bot``
+    (gone at logout), else ``$XDG_STATE_HOME/rosey/last-bot`` (``~/.local/state``)."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and _is_dir(Path(runtime)):
+        return Path(runtime) / "rosey" / "last-bot"
+    state = os.environ.get("XDG_STATE_HOME")
+    if not state:
+        try:
+            state = str(Path.home() / ".local" / "state")
+        except (RuntimeError, KeyError):  # no home folder: a record nobody can write
+            state = "~/.local/state"
+    return Path(state) / "rosey" / "last-bot"
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # not ours to look into (another user's runtime folder)
+        return False
+
+
+def _recorded_state_dir() -> Path | None:
+    try:
+        text = user_record().read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return Path(text) if text and Path(text).is_absolute() else None
+
+
+def remember_bot(state_dir: Path) -> Path | None:
+    """Note ``state_dir`` as this user's last bot (written by ``rosey run`` once it is up);
+    the record, or None when it cannot be written (the CLI then only searches folders)."""
+    record = user_record()
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = record.with_name(f".last-bot.{os.getpid()}")
+        tmp.write_text(f"{state_dir.absolute()}\n", encoding="utf-8")
+        tmp.replace(record)
+    except OSError:
+        return None
+    return record
+
+
+def forget_bot(state_dir: Path) -> None:
+    """Remove the record at a clean stop, unless another bot has taken it over since."""
+    if _recorded_state_dir() == state_dir.absolute():
+        with contextlib.suppress(OSError):
+            user_record().unlink()
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,19 @@ STATE_COLOURS = {
     "disabled": "31",
     "stopped": "2",  # dim
 }
-TABLE_COLUMNS = ("NAME", "STATE", "ENABLED", "UPTIME", "RESTARTS", "CRASHES", "PID", "CPU", "MEM")
+#: KIND last: ``plugin`` or ``connector`` (DESIGN 2.6); the columns before it keep their place.
+TABLE_COLUMNS = (
+    "NAME",
+    "STATE",
+    "ENABLED",
+    "UPTIME",
+    "RESTARTS",
+    "CRASHES",
+    "PID",
+    "CPU",
+    "MEM",
+    "KIND",
+)
 
 
 def paint(text: str, code: str | None, colour: bool) -> str:
@@ -94,6 +106,7 @@ def list_table(plugins: Sequence[Mapping[str, Any]], *, colour: bool = False) ->
                     str(stats.get("pid")) if running else "-",
                     f"{_number(stats.get('cpu_percent'))}%" if running else "-",
                     f"{_number(stats.get('memory_mb'))} MB" if running else "-",
+                    _text(p.get("kind") or "plugin"),
                 ],
                 STATE_COLOURS.get(str(p["state"])),
             )
@@ -143,8 +156,20 @@ def status_lines(s: Mapping[str, Any], *, colour: bool = False) -> list[str]:
         lines.append(f"  next restart in {duration(float(s['next_restart_in'])) or '0s'}")
     if error_lines and not (why and len(error_lines) == 1):  # else "why" said it all
         lines.append("  last error:")
-        lines.extend(f"    | {line}" for line in error_lines[-10:])
+        lines.extend(f"    | {_unquoted(line)}" for line in error_lines[-10:])
     return lines
+
+
+#: How an error's quoted lines are marked (``rosey.errors``: "last stderr lines:\n  | ...").
+_QUOTED = "  | "
+
+
+def _unquoted(line: str) -> str:
+    """An error line without its own quote mark, which the status block draws once: a
+    traceback in stderr shows as ``| Traceback``, ``|   File ...``, never ``|   |``."""
+    if line.startswith(_QUOTED):
+        return line[len(_QUOTED) :]
+    return line.removeprefix(_QUOTED.rstrip())
 
 
 def _rate(value: Any) -> str:
@@ -168,7 +193,8 @@ def _resource_lines(s: Mapping[str, Any]) -> list[str]:
             if tree
             else ""
         )
-        lines.append(f"  pid {stats.get('pid')}: {cpu}, {memory}{extra}")
+        how = f" ({s['started']})" if s.get("started") else ""
+        lines.append(f"  pid {stats.get('pid')}{how}: {cpu}, {memory}{extra}")
     else:
         lines.append("  not running")
     parts = []
@@ -234,6 +260,8 @@ def result_lines(action: str, mutating: bool, result: Any, *, prefix: str) -> li
         if not added:
             return ["rescan: no new plugins"]
         return [f"rescan: added {len(added)} plugin(s), stopped until started:", *list_lines(added)]
+    if isinstance(result, Mapping) and isinstance(result.get("report"), list):
+        return clean_lines([str(line) for line in result["report"]])  # install, update, ...
     if isinstance(result, Mapping) and "state" in result and "name" in result:
         return done_lines(action, result, prefix) if mutating else status_lines(result)
     return json_for_terminal(json.dumps(result, indent=2, ensure_ascii=False)).splitlines()

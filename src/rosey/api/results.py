@@ -3,7 +3,8 @@
 STATUS comes from ``PluginManager.get_plugin_status``; the shapes here document it for the
 faces and for type checking. Every face gets two fields next to STATUS: ``limits`` (the
 plugin's effective manifest limits, which resource use is shown against), ``layers`` (the
-enforcement layers in force for its process, e.g. ``cgroup-v1``, ``rlimit``) and ``bounds``
+enforcement layers in force for its process, e.g. ``cgroup-v1``, ``rlimit``), ``started``
+(``forked`` from the fork server or ``spawned``) and ``bounds``
 (what the operator's bounds changed in the manifest: ``critical`` ignored, a limit capped).
 """
 
@@ -43,6 +44,8 @@ class Status(status.Status):
     #: ``plugin``, or ``connector`` for a ``connectors:`` instance (DESIGN 2.9).
     kind: NotRequired[str]
     layers: NotRequired[list[str]]
+    #: How its current process was started: ``forked`` (from the fork server) or ``spawned``.
+    started: NotRequired[str]
     violations: NotRequired[int]
     resources: NotRequired[dict[str, int]]
     limits: NotRequired[Limits]
@@ -98,4 +101,7 @@ def _with_extras(manager: PluginManager, status: dict[str, Any]) -> Status:
         layers = getattr(supervisor, "layers", None)
         if "layers" not in status and isinstance(layers, list):
             status["layers"] = [str(layer) for layer in layers]
+        how = getattr(supervisor, "started_how", None)
+        if how is not None:
+            status.setdefault("started", str(how))
     return status  # type: ignore[return-value]

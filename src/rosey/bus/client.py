@@ -21,7 +21,7 @@ import re
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from rosey.errors import (
     BusError,
@@ -52,6 +52,10 @@ finally:
 
 
 log = logging.getLogger("rosey.bus")
+
+T = TypeVar("T")
+#: Which refusals a ``refused_or`` wait is about: ``(operation, subject) -> bool``.
+RefusalFilter = Callable[[str, str], bool]
 
 _PERMISSION = re.compile(
     r"permissions violation for (publish|subscription) to \"?([^\"\s]+)\"?", re.I
@@ -104,6 +108,23 @@ class Subscription:
         except nats.errors.Error as exc:  # already closed or draining: nothing to undo
             log.debug("unsubscribe %s: %s", self.subject, exc)
 
+    async def drain(self) -> None:
+        """Unsubscribe, but first handle every message the server routed here before it saw
+        the unsubscription (a round trip makes sure they arrived): none is dropped."""
+        try:
+            await self._inner.drain()  # type: ignore[no-untyped-call]
+        except nats.errors.Error as exc:  # already closed or draining: nothing to undo
+            log.debug("drain %s: %s", self.subject, exc)
+
+
+@dataclass
+class _RefusalWaiter:
+    """One ``refused_or`` wait: which refusals it is about, and the task to interrupt."""
+
+    matches: RefusalFilter
+    task: asyncio.Task[Any]
+    denied: BusPermissionDenied | None = None
+
 
 class EventBus:
     """One named connection to the NATS server."""
@@ -119,8 +140,12 @@ class EventBus:
         connect_timeout: float = 5.0,
         reconnect_wait: float = 0.25,
         on_permission_denied: Callable[[BusPermissionDenied], None] | None = None,
+        no_echo: bool = False,
     ) -> None:
         self.url = url
+        #: The server never delivers this connection's own messages back to it (its
+        #: subscribers get what others publish only: the router and the connector relay).
+        self.no_echo = no_echo
         self.name = name
         self.stats = BusStats()
         self._user = user
@@ -129,6 +154,9 @@ class EventBus:
         self._connect_timeout = connect_timeout
         self._reconnect_wait = reconnect_wait
         self._on_permission_denied = on_permission_denied
+        #: More callbacks for every refusal (``on_refusal``), and the waits of ``refused_or``.
+        self._refusal_listeners: list[Callable[[BusPermissionDenied], None]] = []
+        self._refusal_waiters: list[_RefusalWaiter] = []
         self._nc = Client()
         self._last_error: str = ""
         self._connected = asyncio.Event()
@@ -150,6 +178,7 @@ class EventBus:
             "disconnected_cb": self._disconnected_cb,
             "reconnected_cb": self._reconnected_cb,
             "pending_size": 8 * 1024 * 1024,
+            "no_echo": self.no_echo,
         }
         if self._user is not None:
             options["user"] = self._user
@@ -210,9 +239,43 @@ class EventBus:
             log.warning("%s: %s", self.name, denied)
             if self._on_permission_denied is not None:
                 self._on_permission_denied(denied)
+            for listener in list(self._refusal_listeners):
+                listener(denied)
+            for waiter in list(self._refusal_waiters):
+                if waiter.denied is None and waiter.matches(denied.operation, denied.subject):
+                    waiter.denied = denied
+                    waiter.task.cancel()
             return
         if self._connected.is_set():
             log.warning("%s: NATS error: %s", self.name, text)
+
+    def on_refusal(self, listener: Callable[[BusPermissionDenied], None]) -> None:
+        """Call ``listener`` with every refusal of this connection's publishes or subscribes."""
+        self._refusal_listeners.append(listener)
+
+    async def refused_or(self, work: Awaitable[T], matches: RefusalFilter) -> T:
+        """The result of ``work``, or ``BusPermissionDenied`` as soon as the broker refuses a
+        publish or subscribe that ``matches(operation, subject)`` accepts (the subject as
+        nats-py reports it: lower-cased), whichever comes first.
+
+        A refused request otherwise waits for its whole timeout: the broker drops the message
+        and tells only the sender, in an error line the request never sees. ``work`` runs in
+        the caller's task (no task of its own: a request stays on the hot path's order of
+        writes); a refusal cancels that task, and the cancellation becomes the refusal here,
+        the way ``asyncio.timeout`` turns its own cancellation into ``TimeoutError``.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        waiter = _RefusalWaiter(matches, task)
+        self._refusal_waiters.append(waiter)
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if waiter.denied is not None and task.uncancel() == 0:
+                raise waiter.denied from None
+            raise
+        finally:
+            self._refusal_waiters.remove(waiter)
 
     async def _disconnected_cb(self) -> None:
         if self._connected.is_set() and not self._nc.is_closed:
@@ -279,8 +342,13 @@ class EventBus:
         return await self.request_raw(subject, wire.encode(body), timeout=timeout)
 
     async def request_raw(self, subject: str, data: bytes, *, timeout: float) -> Message:
+        """The first reply; ``BusPermissionDenied`` at once if the broker refuses the publish."""
+        wanted = subject.lower()
         try:
-            msg = await self._nc.request(subject, data, timeout=timeout)
+            msg = await self.refused_or(
+                self._nc.request(subject, data, timeout=timeout),
+                lambda operation, refused: operation == "publish to" and refused == wanted,
+            )
         except nats.errors.NoRespondersError:
             raise NoResponders(subject) from None
         except (nats.errors.TimeoutError, TimeoutError):

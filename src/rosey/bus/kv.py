@@ -18,7 +18,7 @@ import nats.js.errors
 from rosey.bus.client import EventBus
 from rosey.errors import BusError, NoResponders, RequestTimeout
 
-__all__ = ["KeyValue"]
+__all__ = ["KeyValue", "delete_bucket"]
 
 _NATS_ERRORS = (TimeoutError, nats.errors.Error)
 
@@ -104,3 +104,24 @@ class KeyValue:
         if isinstance(exc, nats.errors.NoRespondersError | nats.js.errors.ServiceUnavailableError):
             return NoResponders(where)
         return BusError(f"key-value {operation} {where} failed: {exc}")
+
+
+async def delete_bucket(bus: EventBus, bucket: str, *, timeout: float = 2.0) -> bool:
+    """Delete ``bucket`` and everything in it; whether there was one to delete.
+
+    An account without JetStream has no bucket: False, as for a bucket that is not there.
+    """
+    where = f"$JS.API (bucket {bucket})"
+    try:
+        async with asyncio.timeout(timeout):
+            return bool(await bus.jetstream().delete_key_value(bucket))
+    except (
+        nats.js.errors.NotFoundError,
+        nats.errors.NoRespondersError,
+        nats.js.errors.ServiceUnavailableError,
+    ):
+        return False
+    except (TimeoutError, nats.errors.TimeoutError):
+        raise RequestTimeout(where, timeout) from None
+    except nats.errors.Error as exc:
+        raise BusError(f"key-value bucket {bucket}: cannot delete it: {exc}") from exc

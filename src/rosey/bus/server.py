@@ -29,7 +29,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from rosey.bus.server_config import ServerConfig, ServerLimits, check_size, find_nats_server
+from rosey.bus.server_config import (
+    ServerConfig,
+    ServerLimits,
+    check_size,
+    find_nats_server,
+    size_bytes,
+)
 from rosey.errors import BrokerError, describe_exit
 from rosey.files import write_atomically
 from rosey.sandbox.managed import ManagedProcess, SpawnFailed, run_briefly
@@ -216,7 +222,12 @@ class EmbeddedServer:
         async with self._reload_lock:
             previous_store = self.max_file_store
             if max_file_store is not None:
-                self.max_file_store = check_size("max_file_store", max_file_store)
+                # nats-server refuses a reload that lowers the JetStream store ("config reload
+                # not supported for decreasing jetstream max memory and store"): a plugin
+                # with storage that is removed or loses the grant keeps its share until the
+                # next start.
+                wanted = check_size("max_file_store", max_file_store)
+                self.max_file_store = max(previous_store, wanted, key=size_bytes)
             candidate = self.config_path.with_name(self.config_path.name + ".new")
             _write_private(candidate, self._render(authorization))
             try:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from rosey.errors import BrokerError
 
-__all__ = ["ServerConfig", "ServerLimits", "check_size", "find_nats_server"]
+__all__ = ["ServerConfig", "ServerLimits", "check_size", "find_nats_server", "size_bytes"]
 
 _SIZE = re.compile(r"\d+(?:[KMGT]i?B?)?", re.IGNORECASE)
 
@@ -51,6 +51,15 @@ def check_size(name: str, value: str) -> str:
     if not _SIZE.fullmatch(value):
         raise ValueError(f"{name} must be a size like 64MB or 1GB, not {value!r}")
     return value
+
+
+def size_bytes(value: str) -> int:
+    """A nats-server size in bytes: ``1048576``, ``64MB``, ``1GiB`` (K, M, G, T: powers of
+    1024, as nats-server reads them)."""
+    match = re.fullmatch(r"(\d+)([KMGT]?)", value.upper().replace("I", "").removesuffix("B"))
+    if match is None:
+        raise ValueError(f"not a size: {value!r}")
+    return int(match.group(1)) << (10 * " KMGT".index(match.group(2) or " "))
 
 
 @dataclass(frozen=True)

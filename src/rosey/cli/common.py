@@ -11,6 +11,7 @@ from rosey.protocol.text import clean
 __all__ = [
     "EXIT_FAILED",
     "EXIT_OK",
+    "EXIT_PIPE_CLOSED",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
     "CleanFormatter",
@@ -19,6 +20,8 @@ __all__ = [
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+#: The output's reader went away (128 + SIGPIPE, what a shell shows for a process it ended).
+EXIT_PIPE_CLOSED = 141
 
 
 class CleanFormatter(logging.Formatter):

@@ -22,7 +22,7 @@ FOLLOW_INTERVAL = 0.5
 
 def logs(args: argparse.Namespace) -> int:
     """``rosey logs`` / ``rosey plugin logs --all``: the merged stream, read from the files."""
-    from rosey.api.client import DEFAULT_STATE_DIR
+    from rosey.api.client import find_state_dir
     from rosey.api.logstream import missing
 
     if args.command == "logs":
@@ -33,7 +33,7 @@ def logs(args: argparse.Namespace) -> int:
         lines, core = int(args.field_lines or 50), True
     if lines < 0:
         return fail("rosey logs", "-n must be 0 or more", EXIT_USAGE)
-    state_dir = args.state_dir or Path(os.environ.get("ROSEY_STATE_DIR") or DEFAULT_STATE_DIR)
+    state_dir = args.state_dir or find_state_dir()  # as the CLI finds the bot
     log_dir = state_dir / "logs"
     if not log_dir.is_dir():
         return fail(

@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 from rosey.cli.common import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, colour, fail
 from rosey.cli.logs import FOLLOW_INTERVAL
+from rosey.cli.parser import takes_names
 from rosey.errors import BusError, RoseyError
 from rosey.protocol.text import clean, clean_lines, json_for_terminal
 
 if TYPE_CHECKING:
-    from rosey.api.client import ManagementClient
+    from rosey.api.action import Action
+    from rosey.api.client import BotAddress, ManagementClient
 
-__all__ = ["manage"]
+__all__ = ["action_fields", "manage", "request_body", "unreachable"]
 
 
 async def manage(args: argparse.Namespace) -> int:
@@ -25,17 +27,19 @@ async def manage(args: argparse.Namespace) -> int:
     from rosey.api.client import ManagementClient, NoBot, locate
 
     action = ACTIONS[args.action]
+    if takes_names(action):
+        from rosey.cli.names import manage_names
+
+        return await manage_names(args, action)
+    if action.name == "help":
+        from rosey.cli.help import plugin_help
+
+        return await plugin_help(args)
     prefix = f"rosey plugin {action.name}"
-    fields = {
-        key.removeprefix("field_"): value
-        for key, value in vars(args).items()
-        if key.startswith("field_") and value is not None
-    }
     try:
-        request = action.parse(fields, strict=False)
+        body = request_body(action, action_fields(args))
     except RoseyError as exc:
         return fail(prefix, f"{exc} (see: {prefix} --help)", EXIT_USAGE)
-    body: dict[str, Any] = request.model_dump(mode="json", exclude_unset=True)
 
     address = locate(args.nats_url, args.state_dir)
     if isinstance(address, NoBot):
@@ -56,10 +60,36 @@ async def manage(args: argparse.Namespace) -> int:
                 return await _follow(client, body, reply["result"]["cursor"], args.json)
             return code
     except BusError as exc:
-        where = f"{address.url} (from {address.source})" if address.source else address.url
-        return fail("rosey", f"no running bot could be reached at {where}: {exc}", EXIT_UNREACHABLE)
+        return unreachable(address, exc)
     except RoseyError as exc:
         return fail(prefix, f"bad answer from the bot: {exc}", EXIT_FAILED)
+
+
+def action_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The action's fields as the command line gave them (``field_*``; those not given left
+    out, so the request model's defaults apply)."""
+    return {
+        key.removeprefix("field_"): value
+        for key, value in vars(args).items()
+        if key.startswith("field_") and value is not None
+    }
+
+
+def request_body(action: Action[Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` checked by the action's request model, as sent (unset fields left out).
+
+    Raises ``RoseyError`` naming the field that is wrong and what is allowed.
+    """
+    body: dict[str, Any] = action.parse(fields, strict=False).model_dump(
+        mode="json", exclude_unset=True
+    )
+    return body
+
+
+def unreachable(address: BotAddress, exc: BusError) -> int:
+    """Say that no bot answered at ``address`` (and where that address came from): exit 3."""
+    where = f"{address.url} (from {address.source})" if address.source else address.url
+    return fail("rosey", f"no running bot could be reached at {where}: {exc}", EXIT_UNREACHABLE)
 
 
 def _show(

@@ -8,10 +8,13 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rosey.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CleanFormatter
 from rosey.errors import BrokerError, BusError, ConfigError
+
+if TYPE_CHECKING:
+    from rosey.config import BotConfig
 
 __all__ = ["JournalFormatter", "journal_stderr", "run"]
 
@@ -33,17 +36,46 @@ def run(args: argparse.Namespace) -> int:
     }
     try:
         config = load_config(args.config, overrides=overrides)
-    except ConfigError as exc:
-        print(f"rosey: {exc}", file=sys.stderr)
+    except ConfigError as exc:  # every problem of the file, one line each
+        for line in str(exc).splitlines():
+            print(f"rosey: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    missing = _missing_plugin_folders(config)
+    if missing is not None:
+        print(f"rosey: {missing}", file=sys.stderr)
         return EXIT_USAGE
     _log_to_file(config.state_dir, min(level, logging.INFO))
     try:
-        return asyncio.run(Bot(config, console=console).run())
+        return asyncio.run(Bot(config, console=console, watch=getattr(args, "watch", False)).run())
     except (BrokerError, BusError) as exc:
         print(f"rosey: cannot start: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _missing_plugin_folders(config: BotConfig) -> str | None:
+    """Why the bot must not start with the plugin folders it was given, or None.
+
+    A folder given by ``--plugins-dir`` or the config file that does not exist is a typo, not
+    "no plugins": refuse it. The default ``plugins`` folder may be absent (a bot with
+    connectors only); that is logged once the bot runs.
+    """
+    if "plugins_dir" not in config.model_fields_set:
+        if not any(folder.is_dir() for folder in config.plugins_dir):
+            logging.getLogger("rosey").warning(
+                "no plugins folder %s here (%s): starting without plugins (give --plugins-dir)",
+                ", ".join(map(str, config.plugins_dir)),
+                Path.cwd(),
+            )
+        return None
+    bad = [folder for folder in config.plugins_dir if not folder.is_dir()]
+    if not bad:
+        return None
+    what = ", ".join(
+        f"{folder} ({'not a folder' if folder.exists() else 'no such folder'})" for folder in bad
+    )
+    return f"plugins folder not found: {what}; give existing folders with --plugins-dir"
 
 
 class JournalFormatter(CleanFormatter):

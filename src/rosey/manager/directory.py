@@ -26,6 +26,10 @@ class Commands:
         for command in commands:
             self._owners[command] = plugin
 
+    def release(self, plugin: str) -> None:
+        """Forget every command ``plugin`` claimed (its manifest changed: it claims anew)."""
+        self._owners = {c: p for c, p in self._owners.items() if p != plugin}
+
     def taken(self, commands: Iterable[str]) -> dict[str, str]:
         """Those of ``commands`` another plugin already answers, with that plugin."""
         return {c: self._owners[c] for c in commands if c in self._owners}

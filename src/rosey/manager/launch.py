@@ -21,7 +21,7 @@ from rosey.protocol.control import ControlMessage
 from rosey.protocol.text import clean
 from rosey.sandbox.process import PluginProcess
 
-__all__ = ["Ended", "Run", "await_ready", "run_until_exit"]
+__all__ = ["EXIT", "HANDOVER", "STOP", "Ended", "Run", "await_ready", "run_until_exit"]
 
 log = logging.getLogger("rosey.manager")
 
@@ -101,19 +101,30 @@ async def await_ready(
         return StartTimeout(name, timeout, _tail(process))
 
 
+#: Why ``run_until_exit`` returned: a stop request, the process's exit, a handover (reload).
+STOP, EXIT, HANDOVER = 0, 1, 2
+
+
 async def run_until_exit(
-    process: PluginProcess, stop: asyncio.Event, monitor: Coroutine[Any, Any, None]
-) -> bool:
-    """Run ``monitor`` (the health checks) until the process exits (False) or ``stop`` is set
-    (True); the monitor is cancelled and awaited either way. Exit is awaited, never polled."""
+    process: PluginProcess,
+    stop: asyncio.Event,
+    monitor: Coroutine[Any, Any, None],
+    handover: asyncio.Event | None = None,
+) -> int:
+    """Run ``monitor`` (the health checks) until ``stop`` is set (``STOP``), the process exits
+    (``EXIT``) or ``handover`` is set (``HANDOVER``: a reload's new instance takes over); the
+    monitor is cancelled and awaited either way. Exit is awaited, never polled."""
     watcher = asyncio.create_task(monitor, name=f"health monitor of {process.name}")
     watcher.add_done_callback(_monitor_done)
+    waits = [stop.wait(), process.wait()]
+    if handover is not None:
+        waits.append(handover.wait())
     try:
-        first, _ = await first_of(stop.wait(), process.wait())
+        first, _ = await first_of(*waits)
     finally:
         watcher.cancel()
         await asyncio.wait([watcher])
-    return first == 0
+    return first
 
 
 def _monitor_done(task: asyncio.Task[None]) -> None:

@@ -19,20 +19,30 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from rosey.aio import first_of
-from rosey.errors import InvalidState, RoseyError, StartFailed, describe_exit
+from rosey.errors import (
+    EnvironmentNotBuilt,
+    InvalidState,
+    RolledBack,
+    RoseyError,
+    StartFailed,
+    describe_exit,
+)
 from rosey.lifecycle.exits import after_exit, restart_reason
 from rosey.lifecycle.policy import should_restart
 from rosey.lifecycle.states import AT_REST, STOPPABLE, UP, Event, State, transition
 from rosey.manager.context import ManagerContext
+from rosey.manager.handover import Handover, Retirements
 from rosey.manager.health import ERROR_RATE, HealthMonitor
-from rosey.manager.launch import Ended, Run, await_ready, run_until_exit
+from rosey.manager.launch import HANDOVER, STOP, Ended, Run, await_ready, run_until_exit
 from rosey.manager.record import PluginRecord
 from rosey.manager.spawnspec import spawn_spec
 from rosey.plugins.discovery import DiscoveredPlugin
 from rosey.protocol.manifest import Manifest
 from rosey.sandbox.logs import write_marker
+from rosey.sandbox.process import PluginProcess
 
 __all__ = ["PluginLife"]
 
@@ -52,6 +62,14 @@ class PluginLife(PluginRecord):
         self._start_now = asyncio.Event()
         self._outcome: asyncio.Future[None] | None = None
         self._waiters: list[tuple[Callable[[PluginLife], bool], asyncio.Future[None]]] = []
+        self._log_path: Path | None = None
+        #: A reload's handover (``hand_over``): the life task takes the new instance over.
+        self._handover_event = asyncio.Event()
+        self._handover: Handover | None = None
+        #: The life task watches a ready process (a handover can be taken now).
+        self._serving = False
+        #: Replaced instances finishing their work; ``stop`` waits for them.
+        self._retiring = Retirements()
 
     # -- state ------------------------------------------------------------------------------
 
@@ -61,8 +79,9 @@ class PluginLife(PluginRecord):
         level = logging.WARNING if self.state in (State.CRASHED, State.UNHEALTHY) else logging.INFO
         if self.state is State.DISABLED:
             level = logging.ERROR if event is Event.CRASH_LOOP else logging.WARNING
-        pid = self._run.process.pid if self._run else None
-        log.log(level, "%s (pid %s): %s → %s: %s", self.name, pid, previous, self.state, reason)
+        # Before a process exists (stopped → starting) there is no pid: say only what is known.
+        who = f"{self.name} (pid {self._run.process.pid})" if self._run else self.name
+        log.log(level, "%s: %s → %s: %s", who, previous, self.state, reason)
         self.ctx.on_transition(self.name, self.state, previous, reason)
         self._notify()
 
@@ -85,6 +104,11 @@ class PluginLife(PluginRecord):
                 await waiter
         finally:
             self._waiters.remove(entry)
+
+    @property
+    def stop_requested(self) -> asyncio.Event:
+        """Set when a stop was asked for (cleared when a start begins)."""
+        return self._stop_event
 
     @property
     def is_alive(self) -> bool:
@@ -186,6 +210,7 @@ class PluginLife(PluginRecord):
                 event, reason = following
         finally:
             self.next_restart_at = None
+            self._refuse_handover()
             if self._stop_event.is_set():
                 self._resolve(
                     InvalidState(self.name, "stopped", "start", "a stop was requested meanwhile")
@@ -208,7 +233,9 @@ class PluginLife(PluginRecord):
                 if self._stop_event.is_set():
                     self._finish_stop(None)
                     return None
-                return Ended(None, start_error=StartFailed(self.name, f"cannot spawn: {exc}"))
+                failed = StartFailed(self.name, f"cannot spawn: {exc}")
+                failed.__cause__ = exc  # _after_exit reads it: some causes need an operator
+                return Ended(None, start_error=failed)
             run = self._run = Run(process)
             self._mark(f"started (pid {process.pid})")
             try:
@@ -235,10 +262,22 @@ class PluginLife(PluginRecord):
             ms = (ready_at - process.started_at) * 1000
             self._apply(Event.READY, f"ready in {ms:.0f} ms (pid {process.pid})")
             self._resolve(None)
-            run.monitor = HealthMonitor(
-                self, self.ctx.bus, process=process, health=self.manifest.health
-            )
-            stop_requested = await run_until_exit(process, self._stop_event, run.monitor.run())
+            while True:
+                run.monitor = HealthMonitor(
+                    self, self.ctx.bus, process=process, health=self.manifest.health
+                )
+                self._serving = True
+                try:
+                    why = await run_until_exit(
+                        process, self._stop_event, run.monitor.run(), self._handover_event
+                    )
+                finally:
+                    self._serving = False
+                if why != HANDOVER:
+                    break
+                process, run = self._take_over(process)
+            self._refuse_handover()
+            stop_requested = why == STOP
             limit = None if stop_requested else process.limit_reason()
             code = await process.stop(self.manifest.stop_timeout_s)  # reaps what is left
             if stop_requested or self._stop_event.is_set():
@@ -250,6 +289,60 @@ class PluginLife(PluginRecord):
         except BaseException:
             process.kill_tree()  # cancelled (the bot is going down hard): leave nothing
             raise
+
+    # -- a reload's handover ----------------------------------------------------------------
+
+    async def hand_over(self, process: PluginProcess, manifest: Manifest, folder: Path) -> None:
+        """Make ``process`` (ready, past its probation) the plugin's instance, with
+        ``manifest``; the one serving until now is retired gracefully in the background.
+
+        ``RolledBack`` when the serving instance ended meanwhile (nothing to hand over from),
+        ``InvalidState`` when a stop came first: the caller still owns ``process`` then.
+        """
+        if not self._serving or self._stop_event.is_set():
+            raise RolledBack(
+                self.name,
+                "reload",
+                "switch",
+                f"the running instance ended meanwhile ({self.state})",
+            )
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._handover = Handover(process, manifest, folder, done)
+        self._handover_event.set()
+        await asyncio.shield(done)
+
+    def _take_over(self, old: PluginProcess) -> tuple[PluginProcess, Run]:
+        """In the life task: the handed-over process becomes the run; ``old`` retires."""
+        handover = self._handover
+        assert handover is not None
+        self._handover = None
+        self._handover_event.clear()
+        process = handover.process
+        self.manifest = handover.manifest
+        self.folder = handover.folder
+        run = self._run = Run(process, ready_at=time.monotonic())
+        self._mark(f"reloaded: pid {process.pid} took over from pid {old.pid}")
+        log.info("%s: reloaded: pid %d took over from pid %d", self.name, process.pid, old.pid)
+        self._retiring.retire(self.name, old, self.manifest.stop_timeout_s)
+        if self.health_problems:
+            self.health_problems.clear()
+            if self.state is State.UNHEALTHY:
+                self._apply(Event.HEALTH_RECOVERED, "a reload replaced the unhealthy instance")
+        handover.done.set_result(None)
+        return process, run
+
+    def _refuse_handover(self) -> None:
+        """A handover the life task will not take (a stop or an exit came first)."""
+        handover, self._handover = self._handover, None
+        self._handover_event.clear()
+        if handover is not None and not handover.done.done():
+            handover.done.set_exception(
+                InvalidState(self.name, str(self.state), "reload", "a stop or an exit came first")
+            )
+
+    async def wait_retired(self) -> None:
+        """Until every instance a reload replaced has ended."""
+        await self._retiring.wait()
 
     def _finish_stop(self, code: int | None) -> None:
         if code is not None:
@@ -275,6 +368,8 @@ class PluginLife(PluginRecord):
             )
         self._apply(verdict.event, verdict.reason)
         self._mark(verdict.marker)
+        if ended.start_error and isinstance(ended.start_error.__cause__, EnvironmentNotBuilt):
+            return False  # built by `rosey plugin validate`, never at start: no use retrying
         if self.state is State.CRASHED and self._record_crash(time.monotonic()):
             self._give_up()
             return False
@@ -315,7 +410,9 @@ class PluginLife(PluginRecord):
     def _mark(self, what: str) -> None:
         """``──── NAME what ────`` in the plugin's log: where one run begins or ends."""
         try:
-            write_marker(self.ctx.log_path(self.name), self.name, what)
+            if self._log_path is None:  # resolved once: markers are written at every stop
+                self._log_path = self.ctx.log_path(self.name)
+            write_marker(self._log_path, self.name, what)
         except OSError as exc:  # a full disk must not stop the supervisor
             log.debug("%s: cannot write a marker to its log: %s", self.name, exc)
 

@@ -33,6 +33,7 @@ from rosey.errors import (
     StartFailed,
 )
 from rosey.lifecycle.states import UP, State
+from rosey.manager.changes import Changes
 from rosey.manager.context import Identity, ManagerContext, open_identity
 from rosey.manager.dependencies import DependencyPlan, plan
 from rosey.manager.desired import Choices, DesiredState, open_store, resolve_enabled
@@ -42,6 +43,7 @@ from rosey.manager.ordering import run_in_order
 from rosey.manager.overlay import effective_manifest
 from rosey.manager.status import build_status
 from rosey.manager.supervisor import PluginSupervisor
+from rosey.plugins.declared import command_docs
 from rosey.plugins.discovery import DiscoveredPlugin, Discovery, discover, duplicate_text
 from rosey.plugins.graph import dependents_of
 from rosey.protocol.manifest import Manifest
@@ -85,6 +87,12 @@ class PluginManager:
         self._deps = DependencyPlan()
         #: Called with the names of plugins ``rescan`` found, before they can start.
         self.on_plugins_added: Callable[[list[str]], Awaitable[None]] | None = None
+        #: Called with every plugin's grants when a reload or restart changes one plugin's
+        #: (before its new instance connects; again with the old ones on a rollback).
+        self.on_grants_changed: Callable[[dict[str, list[str]]], Awaitable[None]] | None = None
+        #: Deletes a removed plugin's storage bucket (``remove --purge``); whether it had one.
+        self.on_storage_purged: Callable[[str], Awaitable[bool]] | None = None
+        self._changes = Changes(self)
         self._subscriptions: list[Subscription] = []
         self._closing = False
         #: Per plugin, what the operator's bounds changed in its manifest (for status).
@@ -176,6 +184,32 @@ class PluginManager:
         log.info("rescan: added %s", ", ".join(names))
         return names
 
+    async def forget_plugin(self, name: str, *, forget_choice: bool = True) -> list[str]:
+        """Stop a plugin (its dependents first) and drop it: its supervisor, command claims
+        and place in the dependency plan (``remove``; an update re-reads it with ``rescan``).
+
+        The names of the dependents that were running and are now stopped (they miss their
+        dependency until it is back). ``forget_choice`` also drops the operator's persisted
+        enable/disable choice for the name.
+        """
+        supervisor = self._get(name)
+        running = [
+            d for d in dependents_of(self._deps.graph, name) if self.supervisors[d].state in UP
+        ]
+        await self.stop_plugin(name)
+        async with supervisor.lock:
+            self.supervisors.pop(name, None)
+            self._commands.release(name)
+            self._refused.pop(name, None)
+            self.bounds.pop(name, None)
+            self._resolve()
+            for dependent, problem in self._deps.problems.items():
+                self.supervisors[dependent].block(str(problem))
+        if forget_choice and self.desired is not None and self.desired.get(name) is not None:
+            await self.desired.set(name, None)
+        log.info("%s forgotten%s", name, f"; stopped {', '.join(running)}" if running else "")
+        return running
+
     def _resolve(self) -> None:
         self._deps = plan({n: s.manifest.dependencies for n, s in self.supervisors.items()})
 
@@ -245,7 +279,9 @@ class PluginManager:
         async with supervisor.lock:
             if supervisor.state not in UP:
                 self._check_startable(supervisor, "start")
+                supervisor.taken_down_by = None
                 await supervisor.start()
+        await self._changes.bring_back(name)
         return self.get_plugin_status(name)
 
     async def stop_plugin(self, name: str, stop_dependents: bool = True) -> dict[str, Any]:
@@ -253,6 +289,7 @@ class PluginManager:
         self._get(name).interrupt_start("stop requested")
         affected = [name, *(dependents_of(self._deps.graph, name) if stop_dependents else ())]
         async with self._locked(affected):
+            self._changes.mark_taken_down(name, affected)
             await self._stop_in_order(
                 affected,
                 lambda n: "stop requested" if n == name else f"its dependency {name} stops",
@@ -260,11 +297,31 @@ class PluginManager:
         return self.get_plugin_status(name)
 
     async def restart_plugin(self, name: str) -> dict[str, Any]:
-        """Stop (if running) and start again; refused like ``start_plugin``."""
+        """Stop (if running) and start again, with the manifest as it is on disk now;
+        refused like ``start_plugin``, and (``RolledBack``, nothing stopped) when that
+        manifest is not valid. Dependents a stop took down come back after it."""
         supervisor = self._get(name)
         async with supervisor.lock:
             self._check_startable(supervisor, "restart")
+            await self._changes.reread(supervisor)
+            self._check_startable(supervisor, "restart")
             await supervisor.restart("restart requested")
+        await self._changes.bring_back(name)
+        return self.get_plugin_status(name)
+
+    async def reload_plugin(self, name: str) -> dict[str, Any]:
+        """Re-read the plugin's folder and replace the running instance without losing a
+        command (DESIGN 2.10; ``rosey.manager.changes``); STATUS once switched.
+
+        ``RolledBack`` (the old instance still serving) when the new one is not valid or does
+        not get ready and healthy. A plugin that is not running only takes the new manifest.
+        """
+        supervisor = self._get(name)
+        async with supervisor.lock:
+            if self._closing:
+                raise InvalidState(name, supervisor.state, "reload", "the bot is shutting down")
+            await self._changes.reload(supervisor)
+        await self._changes.bring_back(name)
         return self.get_plugin_status(name)
 
     async def enable_plugin(self, name: str) -> dict[str, Any]:
@@ -291,6 +348,7 @@ class PluginManager:
         supervisor.interrupt_start("disable requested")
         affected = [name, *dependents_of(self._deps.graph, name)]
         async with self._locked(affected):
+            self._changes.mark_taken_down(name, affected)
             await self._stop_in_order(
                 affected,
                 lambda n: "disable requested" if n == name else f"its dependency {name} stops",
@@ -350,6 +408,14 @@ class PluginManager:
     def commands(self) -> dict[str, str]:
         return self._commands.as_dict()
 
+    def command_help(self, command: str) -> tuple[str, str] | None:
+        """A command's help and usage, read from its plugin's source (never imported)."""
+        supervisor = self.supervisors.get(self._commands.owner(command) or "")
+        if supervisor is None:
+            return None
+        doc = command_docs(supervisor.manifest.entrypoint, supervisor.folder).handlers.get(command)
+        return (doc.help, doc.usage) if doc else None
+
     # -- internals ----------------------------------------------------------------------------
 
     def _get(self, name: str) -> PluginSupervisor:
@@ -404,11 +470,12 @@ class PluginManager:
         if supervisor is not None:
             supervisor.record_command(ok=ok)
 
-    def record_violation(self, plugin: str) -> None:
-        """The broker refused one of ``plugin``'s publishes or subscriptions (status counts it)."""
+    def record_violation(self, plugin: str, detail: str = "") -> None:
+        """The broker refused one of ``plugin``'s publishes or subscriptions (status counts it,
+        and shows ``detail``, the grant it needs, as its last_error)."""
         supervisor = self.supervisors.get(plugin)
         if supervisor is not None:
-            supervisor.record_violation()
+            supervisor.record_violation(detail)
 
     def _on_disabled(self, plugin: str, reason: str, critical: bool) -> None:
         """A plugin ended disabled by itself: the bot stops when it is ``critical``."""

@@ -13,7 +13,7 @@ import time
 from rosey.config import BotConfig
 from rosey.lifecycle.health import CommandWindow, ErrorRatePolicy
 from rosey.lifecycle.policy import Backoff, CrashWindow
-from rosey.lifecycle.states import INITIAL_STATE, State
+from rosey.lifecycle.states import INITIAL_STATE, UP, State
 from rosey.plugins.discovery import DiscoveredPlugin
 from rosey.protocol.manifest import Manifest
 from rosey.sandbox.stats import TreeSample
@@ -47,6 +47,9 @@ class PluginRecord:
         self.error_policy = ErrorRatePolicy(**config.error_rate.model_dump())
         self.commands = CommandWindow(self.error_policy.window_s)
         self.health_problems: dict[str, str] = {}
+        #: The dependency whose stop took this plugin down while it ran: it comes back
+        #: once that dependency does (``rosey.manager.changes``); None otherwise.
+        self.taken_down_by: str | None = None
         #: The backoff's attempt number (``Backoff.schedule``).
         self._attempt = 0
 
@@ -58,9 +61,13 @@ class PluginRecord:
         """One more restart (an operator's, or the restart policy's after the backoff)."""
         self.restart_count += 1
 
-    def record_violation(self) -> None:
-        """The broker refused one of its publishes or subscriptions (security monitor)."""
+    def record_violation(self, detail: str = "") -> None:
+        """The broker refused one of its publishes or subscriptions (security monitor);
+        ``detail`` (which grant it needs) becomes the last_error of a plugin that runs, for
+        status to show (a stopped or disabled one keeps the reason it is not running)."""
         self.violations += 1
+        if detail and self.state in UP:
+            self.last_error = detail
 
     def _record_crash(self, now: float) -> bool:
         """One more crash at ``now``; whether the crash window is exceeded (a crash loop)."""

@@ -24,7 +24,7 @@ from rosey.manager.life import PluginLife
 from rosey.plugins.discovery import DiscoveredPlugin
 from rosey.protocol import subjects
 from rosey.protocol.manifest import Manifest
-from rosey.sandbox.stats import TreeSample, TreeSampler
+from rosey.sandbox.stats import TreeSample, TreeSampler, cpu_seconds
 
 __all__ = ["UP", "PluginSupervisor"]  # UP: from rosey.lifecycle.states, still importable here
 
@@ -51,6 +51,21 @@ class PluginSupervisor(PluginLife):
     def layers(self) -> list[str]:
         """The enforcement layers in force for the current (or last) process."""
         return list(self._run.process.layers) if self._run else []
+
+    @property
+    def started_how(self) -> str | None:
+        """``forked`` (from the fork server) or ``spawned``: how its current process started."""
+        run = self._run
+        return run.process.how if run and run.process.returncode is None else None
+
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds its cgroup has used (the whole tree, nanosecond counter), or None when
+        its process has no cgroup to count it."""
+        run = self._run
+        if run is None or run.process.returncode is not None:
+            return None
+        counters = run.process.confinement.counters()
+        return None if counters is None else cpu_seconds(counters)
 
     def resource_sample(self) -> TreeSample | None:
         """The process tree's use now, CPU since the previous call.
@@ -126,6 +141,7 @@ class PluginSupervisor(PluginLife):
         life = self._life
         if life is not None and not life.done():
             await asyncio.wait([life])
+        await self.wait_retired()  # an instance a reload replaced may still be finishing
         if self.state is State.CRASHED:
             self._apply(Event.STOP_REQUESTED, reason)
 
@@ -168,9 +184,16 @@ class PluginSupervisor(PluginLife):
         self.check_error_rate()
 
     async def ping(self, timeout: float | None = None) -> dict[str, Any]:
-        """One health ping now; the plugin's answer (``BusError`` if none)."""
+        """One health ping now, to the current instance; its answer (``BusError`` if none).
+
+        Addressed by pid: while a replaced instance is still finishing, it must not answer
+        for the new one.
+        """
+        pid = self.pid
         reply = await self.ctx.bus.request(
-            subjects.health_ping(self.name), {}, timeout=timeout or self.manifest.health.timeout_s
+            subjects.health_ping(self.name),
+            {} if pid is None else {"pid": pid},
+            timeout=timeout or self.manifest.health.timeout_s,
         )
         body = reply.json()
         return body if isinstance(body, dict) else {"ok": False, "error": "malformed answer"}

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rosey.errors import ManifestError
-from rosey.protocol.manifest import Manifest, load_yaml, manifest_problems
+from rosey.plugins.declared import command_docs
+from rosey.protocol.manifest import Manifest, manifest_problems
+from rosey.protocol.problems import YamlFileError, line_of, load_yaml_lines
 
 MANIFEST_FILE = "plugin.yaml"
 
@@ -123,13 +125,13 @@ def discover(paths: Sequence[Path]) -> Discovery:
     for manifest_path in manifest_files(paths):
         source = str(manifest_path)
         try:
-            data = load_yaml(manifest_path)
-        except ManifestError as exc:
-            result.problems.append(exc)
+            data, lines = load_yaml_lines(manifest_path)
+        except YamlFileError as exc:
+            result.problems.append(ManifestError(source, "", exc.problem))
             continue
         if isinstance(data, dict) and isinstance(data.get("name"), str):
             declared.setdefault(data["name"], []).append(manifest_path.parent)
-        problems = manifest_problems(data, source)
+        problems = manifest_problems(data, source, lines)
         if problems:
             result.problems.extend(problems)
             continue
@@ -169,3 +171,58 @@ def discover(paths: Sequence[Path]) -> Discovery:
             claimed[command] = manifest.name
         result.plugins[manifest.name] = plugin
     return result
+
+
+def authoring_problems(found: Discovery) -> list[ManifestError]:
+    """What ``rosey plugin validate`` checks beyond what stops a plugin from loading.
+
+    Commands listed in ``commands`` that the entrypoint class has no ``@command`` handler for
+    (its chat users get "has no command"), handlers not listed (the router never sends their
+    command), and dependencies that are not among the plugins found (the plugin would never
+    start). The handlers are read from the source (``rosey.plugins.declared``), never imported;
+    when the class inherits from a class of another module, missing handlers are not claimed.
+    """
+    problems: list[ManifestError] = []
+    for name, plugin in sorted(found.plugins.items()):
+        manifest, source = plugin.manifest, str(plugin.manifest_path)
+        try:
+            _, lines = load_yaml_lines(plugin.manifest_path)
+        except YamlFileError:
+            lines = {}
+        code = command_docs(manifest.entrypoint, plugin.folder)
+        if code.found:
+            for index, command in enumerate(manifest.commands):
+                if command not in code.handlers and code.complete:
+                    problems.append(
+                        ManifestError(
+                            source,
+                            f"commands.{index}",
+                            f"!{command} has no handler: {manifest.entrypoint} has no method "
+                            f'decorated @command("{command}") (add one, or remove it here)',
+                            line=line_of(lines, ("commands", index)),
+                        )
+                    )
+            for command, doc in sorted(code.handlers.items()):
+                if command not in manifest.commands:
+                    problems.append(
+                        ManifestError(
+                            source,
+                            "commands",
+                            f"{manifest.class_name}.{doc.method} handles !{command}, which is "
+                            f"not listed here: the bot never sends it (add {command!r})",
+                            line=line_of(lines, ("commands",)),
+                        )
+                    )
+        for index, dependency in enumerate(manifest.dependencies):
+            if dependency not in found.plugins and dependency not in found.duplicates:
+                problems.append(
+                    ManifestError(
+                        source,
+                        f"dependencies.{index}",
+                        f"no plugin {dependency!r} among those found "
+                        f"({', '.join(sorted(found.plugins)) or 'none'}): plugin {name!r} "
+                        "would never start (validate its folder too, or remove it here)",
+                        line=line_of(lines, ("dependencies", index)),
+                    )
+                )
+    return problems

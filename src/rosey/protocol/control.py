@@ -10,7 +10,8 @@ An inherited socket, one JSON object a line (``rosey.sdk.runner`` is the plugin'
                                    any plugin code ran
     plugin → manager   ready       subscribed and ``on_start`` returned (with the plugin's pid)
     plugin → manager   failed      could not start, the reason in words
-    manager → plugin   stop        polite stop request (SIGTERM does the same)
+    manager → plugin   stop        polite stop request (SIGTERM does the same); ``replaced``
+                                   when a reload's new instance took over
 
 Each message is a ``TypedDict`` (the JSON object as it is on the wire, so a reader can still
 ask ``message["type"]``), built by the function named after it and turned into a line by
@@ -96,9 +97,13 @@ class FailedMessage(TypedDict):
 
 
 class StopMessage(TypedDict):
-    """Manager → plugin: stop politely (run ``on_stop``, close the bus, exit 0)."""
+    """Manager → plugin: stop politely (run ``on_stop``, close the bus, exit 0).
+
+    ``replaced``: a reload's new instance serves already; finish what was delivered first.
+    """
 
     type: Literal["stop"]
+    replaced: NotRequired[bool]
 
 
 class InvalidMessage(TypedDict):
@@ -134,8 +139,8 @@ def failed(error: str) -> FailedMessage:
     return {"type": "failed", "error": error}
 
 
-def stop() -> StopMessage:
-    return {"type": "stop"}
+def stop(*, replaced: bool = False) -> StopMessage:
+    return {"type": "stop", "replaced": True} if replaced else {"type": "stop"}
 
 
 def invalid(raw: bytes | str) -> InvalidMessage:
@@ -177,7 +182,7 @@ def decode(line: bytes) -> ControlMessage:
             else invalid(line)
         )
     if kind == "stop":
-        return stop()
+        return stop(replaced=data.get("replaced") is True)
     if kind == "bootstrap":
         if all(isinstance(data.get(key), str) for key in _BOOTSTRAP_REQUIRED):
             return bootstrap({key: value for key, value in data.items() if key != "type"})

@@ -18,8 +18,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rosey.errors import ManifestError
+from rosey.protocol.problems import Lines, describe
 
 __all__ = [
+    "ALLOWED_BY_PATTERN",
     "ALLOWED_GRANTS",
     "COMMAND_PATTERN",
     "ENTRYPOINT_PATTERN",
@@ -123,8 +125,47 @@ class Manifest(_Strict):
     health: Health = Health()
     stop_timeout_s: Seconds = 5.0
     config: dict[str, Any] = {}
+    #: The Rosey versions it runs on, a PEP 440 specifier (``>=0.1,<1``); checked at install.
+    requires_rosey: str | None = None
 
-    @field_validator("commands", "dependencies", "permissions")
+    @field_validator("requires_rosey")
+    @classmethod
+    def _specifier(cls, value: str | None) -> str | None:
+        if value is not None:
+            from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+            try:
+                SpecifierSet(value)
+            except InvalidSpecifier:
+                raise ValueError(
+                    f"{value!r} is not a version range; expected a PEP 440 specifier such as "
+                    "'>=0.1,<1'"
+                ) from None
+        return value
+
+    #: PEP 508 strings: the plugin runs in its own Python environment with these packages
+    #: (DESIGN 2.10; built by ``rosey.sandbox.environments`` at validate/install time).
+    requirements: list[str] = []
+
+    @field_validator("requirements")
+    @classmethod
+    def _pep508(cls, value: list[str]) -> list[str]:
+        from packaging.requirements import InvalidRequirement, Requirement
+
+        for item in value:
+            try:
+                name = Requirement(item).name
+            except InvalidRequirement as exc:
+                raise ValueError(
+                    f"{item!r} is not a valid requirement ({str(exc).splitlines()[0]}); "
+                    "expected a PEP 508 string "
+                    "such as 'six==1.16.0' or 'requests>=2,<3'"
+                ) from None
+            if name.lower() == "rosey":
+                raise ValueError(f"{item!r}: the rosey package is the bot's own; leave it out")
+        return value
+
+    @field_validator("commands", "dependencies", "permissions", "requirements")
     @classmethod
     def _no_repeats(cls, value: list[str]) -> list[str]:
         seen: set[str] = set()
@@ -143,7 +184,8 @@ class Manifest(_Strict):
         return self.entrypoint.split(":", 1)[1]
 
 
-_ALLOWED_BY_PATTERN = {
+#: What each pattern allows, in words (``rosey.protocol.problems.describe`` quotes them).
+ALLOWED_BY_PATTERN = {
     NAME_PATTERN: "a lowercase name: a letter, then up to 31 letters, digits or '_'",
     COMMAND_PATTERN: "a lowercase command word: letters, digits, '_' or '-', up to 32",
     SEMVER_PATTERN: "a semantic version such as 1.0.0",
@@ -155,54 +197,10 @@ _ALLOWED_BY_PATTERN = {
 def describe_validation_error(
     error: ValidationError, root: type[BaseModel] | None = None
 ) -> list[tuple[str, str]]:
-    """``(field, problem)`` pairs in words a person can act on."""
-    problems: list[tuple[str, str]] = []
-    for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        kind = item["type"]
-        ctx = item.get("ctx") or {}
-        if kind == "extra_forbidden":
-            problem = "unknown key; allowed keys here: " + _allowed_keys(
-                root or Manifest, item["loc"]
-            )
-        elif kind == "missing":
-            problem = "is required"
-        elif kind == "string_pattern_mismatch":
-            pattern = str(ctx.get("pattern", ""))
-            problem = f"{item['input']!r} is not allowed; expected " + _ALLOWED_BY_PATTERN.get(
-                pattern, f"a value matching {pattern}"
-            )
-        elif kind == "literal_error":
-            problem = f"{item['input']!r} is not allowed; expected {ctx.get('expected')}"
-        elif kind == "value_error":
-            # Our own validators write the whole sentence; pydantic only prefixes it.
-            problem = str(item["msg"]).removeprefix("Value error, ")
-        else:
-            problem = f"{item['msg']} (got {item['input']!r})"
-        problems.append((field, problem))
-    return problems
-
-
-def _allowed_keys(root: type[BaseModel], loc: tuple[int | str, ...]) -> str:
-    """The keys of the model that holds the field at ``loc`` (walking dicts of models too)."""
-    model: type[BaseModel] = root
-    parts = list(loc[:-1])
-    while parts:
-        part = parts.pop(0)
-        field = model.model_fields.get(str(part))
-        if field is None:
-            break
-        annotation = field.annotation
-        args = getattr(annotation, "__args__", ())
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-        elif args and isinstance(args[-1], type) and issubclass(args[-1], BaseModel):
-            model = args[-1]  # dict[str, Model]: the next part is the key
-            if parts:
-                parts.pop(0)
-        else:
-            break
-    return ", ".join(model.model_fields)
+    """``(field, problem)`` pairs in words a person can act on (``problems.describe``)."""
+    return [
+        (p.field, p.problem) for p in describe(error, root or Manifest, None, ALLOWED_BY_PATTERN)
+    ]
 
 
 def parse_manifest(data: Any, source: str) -> Manifest:
@@ -213,16 +211,17 @@ def parse_manifest(data: Any, source: str) -> Manifest:
     return Manifest.model_validate(data)
 
 
-def manifest_problems(data: Any, source: str) -> list[ManifestError]:
-    """Every problem of a manifest, each as a ``ManifestError`` naming the file and field."""
+def manifest_problems(data: Any, source: str, lines: Lines | None = None) -> list[ManifestError]:
+    """Every problem of a manifest, each as a ``ManifestError`` naming the file and field (and
+    its line, given the file's ``lines`` from ``rosey.protocol.problems.load_yaml_lines``)."""
     if not isinstance(data, dict):
         return [ManifestError(source, "", "must be a YAML mapping of keys to values")]
     try:
         Manifest.model_validate(data)
     except ValidationError as exc:
         return [
-            ManifestError(source, field, problem)
-            for field, problem in describe_validation_error(exc)
+            ManifestError(source, field, problem, line=line)
+            for field, problem, line in describe(exc, Manifest, lines, ALLOWED_BY_PATTERN)
         ]
     return []
 

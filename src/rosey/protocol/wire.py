@@ -210,7 +210,11 @@ def _user(subject: str, body: dict[str, Any]) -> ChatUser:
 
 
 def parse_chat_message(subject: str, data: bytes) -> ChatMessage:
-    body = decode_object(subject, data)
+    return chat_message(subject, decode_object(subject, data))
+
+
+def chat_message(subject: str, body: dict[str, Any]) -> ChatMessage:
+    """A chat message already decoded (handed over in-process): the fields checked and kept."""
     timestamp = body.get("timestamp", time.time())
     if not isinstance(timestamp, int | float) or isinstance(timestamp, bool):
         raise DecodeError(subject, "field 'timestamp' must be a number")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass
 
 PREFIX = "!"
 MAX_TEXT = 2000
 _COMMAND = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+#: Opening quote → its closing quote: ASCII, and the typographic ones phones type.
+QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "\u00ab": "\u00bb"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +31,7 @@ class CommandSyntaxError(ValueError):
 def parse_command(text: str, prefix: str = PREFIX) -> ParsedCommand | None:
     """The command in a chat line, None for ordinary chat, ``CommandSyntaxError`` if malformed.
 
-    Arguments split like a shell (quotes group words); an unbalanced quote falls back to plain
-    whitespace splitting rather than refusing the line, since chat users do type apostrophes.
+    Arguments are split by ``split_args``.
     """
     stripped = text.strip()
     if not stripped.startswith(prefix) or stripped == prefix:
@@ -50,11 +50,45 @@ def parse_command(text: str, prefix: str = PREFIX) -> ParsedCommand | None:
             text,
             f"{prefix}{word[:40]} is not a command name (letters, digits, '_' or '-', up to 32)",
         )
-    if '"' not in rest and "'" not in rest and "\\" not in rest:
-        args = tuple(rest.split())  # the common case, without shlex's cost
-    else:
-        try:
-            args = tuple(shlex.split(rest))
-        except ValueError:
-            args = tuple(rest.split())
-    return ParsedCommand(word, args, stripped)
+    return ParsedCommand(word, split_args(rest), stripped)
+
+
+def split_args(rest: str) -> tuple[str, ...]:
+    """Words split on whitespace; a quote at the start of a word groups words up to its match.
+
+    Made for chat, not a shell: a quoted group ends at a closing quote followed by whitespace
+    or the end (``"so good" ann`` → ``so good``, ``ann``), so quotes inside it stay as typed
+    (``"he said 'hi'"`` → ``he said 'hi'``); a quote inside a word is a letter (``it's``,
+    ``5'11"``), an opening quote never closed is a letter too, and a backslash is just a
+    backslash (``C:\\temp``). Typographic quotes (``“…”``, ``‘…’``, ``«…»``) group as well.
+    """
+    if not any(q in rest for q in QUOTES):
+        return tuple(rest.split())  # the common case
+    args: list[str] = []
+    i, n = 0, len(rest)
+    while i < n:
+        if rest[i].isspace():
+            i += 1
+            continue
+        close = QUOTES.get(rest[i])
+        if close is not None:
+            end = _closing(rest, i + 1, close)
+            if end is not None:
+                args.append(rest[i + 1 : end])
+                i = end + 1
+                continue
+        start = i
+        while i < n and not rest[i].isspace():
+            i += 1
+        args.append(rest[start:i])
+    return tuple(args)
+
+
+def _closing(rest: str, start: int, close: str) -> int | None:
+    """Index of the first ``close`` at or after ``start`` followed by whitespace or the end."""
+    at = rest.find(close, start)
+    while at != -1:
+        if at + 1 == len(rest) or rest[at + 1].isspace():
+            return at
+        at = rest.find(close, at + 1)
+    return None

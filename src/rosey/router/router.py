@@ -4,6 +4,10 @@ It listens on ``rosey.events.message`` (queue group ``router``), turns ``!word a
 request on ``rosey.commands.<plugin>.execute``, sends the reply on
 ``rosey.platform.<platform>.send``, and publishes the outcome on ``.result``/``.error`` for the
 manager's error-rate health check. ``!plugin ...`` and ``!help`` go to built-in handlers.
+Lines from connector instances come in-process instead (``handle``, called by the connector
+relay after it stamped them), and replies to their platforms go back the same way
+(``local_sends``): two bus hops fewer each way; the router's connection has ``no_echo``, so the
+relay's copy on ``rosey.events.message`` (for plugins) is not handled twice.
 
 Each message is handled in its own task, so one slow plugin never holds up another's commands,
 and each plugin has at most ``max_in_flight_per_plugin`` commands in flight (built-ins too,
@@ -30,7 +34,7 @@ from rosey.errors import BusError, DecodeError
 from rosey.protocol import subjects, wire
 from rosey.protocol.text import clean
 from rosey.router.outcome import from_failure, from_reply, outcome
-from rosey.router.parse import CommandSyntaxError, ParsedCommand, parse_command
+from rosey.router.parse import PREFIX, CommandSyntaxError, ParsedCommand, parse_command
 from rosey.router.split import chunk
 
 log = logging.getLogger("rosey.router")
@@ -39,6 +43,12 @@ DEFAULT_COMMAND_TIMEOUT = 10.0
 #: Commands in flight to one plugin (or one built-in) before the next gets "busy" at once
 #: (config ``router.max_in_flight_per_plugin``).
 DEFAULT_MAX_IN_FLIGHT_PER_PLUGIN = 128
+#: The built-in commands' help (``!help``), and their usage (``!help plugin``).
+BUILTIN_HELP = {
+    "help": "this list; !help COMMAND shows how to use one",
+    "plugin": "see and manage the plugins (!plugin help)",
+}
+BUILTIN_USAGE = {"help": "!help [COMMAND]", "plugin": "!plugin ACTION [NAME] ..."}
 #: All commands in flight together: a bound on the router's memory, not a queue.
 MAX_IN_FLIGHT = 2000
 
@@ -55,6 +65,9 @@ class CommandDirectory(Protocol):
     def commands(self) -> dict[str, str]:
         """``{command: plugin}`` of every known command."""
 
+    def command_help(self, command: str) -> tuple[str, str] | None:
+        """``(one line of help, usage)`` of a plugin's command (either may be ``""``), or None."""
+
 
 @dataclass(frozen=True, slots=True)
 class Caller:
@@ -70,6 +83,9 @@ class Caller:
 #: A built-in chat command: gets the parsed command and the caller, returns the reply text, or
 #: several texts, sent as one chat message each, in order.
 BuiltIn = Callable[[ParsedCommand, Caller], Awaitable[str | list[str]]]
+#: Posts one reply on a platform without the bus (``platform, body``): the connector relay's
+#: ``send``, for the platforms that connector instances serve (``Router.local_sends``).
+LocalSend = Callable[[str, wire.SendMessage], Awaitable[None]]
 
 
 class Router:
@@ -86,6 +102,10 @@ class Router:
         self.command_timeout = command_timeout
         self.max_in_flight_per_plugin = max_in_flight_per_plugin
         self.builtins: dict[str, BuiltIn] = {"help": self._help}
+        #: Platforms whose replies go to an in-process sender instead of
+        #: ``rosey.platform.<platform>.send`` (the connector relay, which sits in the same
+        #: process and would take them off that subject anyway; bot.py wires it).
+        self.local_sends: dict[str, LocalSend] = {}
         self.handled = 0
         #: Commands answered "busy" at once because their plugin had too many in flight.
         self.refused_busy = 0
@@ -113,7 +133,11 @@ class Router:
         await self._tasks.drain(timeout, grace=1.0)
 
     async def _on_message(self, msg: Message) -> None:
-        message = wire.parse_chat_message(msg.subject, msg.data)
+        await self.handle(wire.parse_chat_message(msg.subject, msg.data))
+
+    async def handle(self, message: wire.ChatMessage) -> None:
+        """One chat line, from the bus or handed over in-process by the connector relay (which
+        has stamped its platform and channel): a command starts its task; returns at once."""
         try:
             parsed = parse_command(message["text"])
         except CommandSyntaxError as exc:
@@ -227,16 +251,33 @@ class Router:
             # Asked privately (a PM): answered privately, to the one who asked.
             body["to"] = message["user"]["username"]
         try:
-            await self.bus.publish(subjects.platform_send(message["platform"]), body)
+            local = self.local_sends.get(message["platform"])
+            if local is not None:
+                await local(message["platform"], body)
+            else:
+                await self.bus.publish(subjects.platform_send(message["platform"]), body)
         except (BusError, ValueError) as exc:
             log.warning("router: cannot reply on platform %r: %s", message["platform"], exc)
 
     async def _help(self, parsed: ParsedCommand, caller: Caller) -> str:
-        by_plugin: dict[str, list[str]] = {}
+        """``!help``: every command with one line of help; ``!help roll``: its usage."""
+        if parsed.args:
+            return self._help_for(parsed.args[0].removeprefix(PREFIX).lower())
+        lines = ["Commands (!help COMMAND for its usage):"]
+        lines += [f"{PREFIX}{word} — {text}" for word, text in BUILTIN_HELP.items()]
         for command, plugin in sorted(self.directory.commands().items()):
-            by_plugin.setdefault(plugin, []).append(f"!{command}")
-        lines = [
-            "Commands: "
-            + ", ".join(["!help", "!plugin", *(c for cs in by_plugin.values() for c in cs)])
-        ]
+            found = self.directory.command_help(command)
+            text = found[0] if found and found[0] else f"(plugin {plugin})"
+            lines.append(f"{PREFIX}{command} — {text}")
         return "\n".join(lines)
+
+    def _help_for(self, command: str) -> str:
+        if command in BUILTIN_HELP:
+            return f"usage: {BUILTIN_USAGE[command]} — {BUILTIN_HELP[command]}"
+        plugin = self.directory.plugin_for(command)
+        if plugin is None:
+            return f"no command {PREFIX}{command[:40]} here (try {PREFIX}help)"
+        text, usage = self.directory.command_help(command) or ("", "")
+        line = f"usage: {usage or PREFIX + command}" + (f" — {text}" if text else "")
+        why = self.directory.unavailable_reason(plugin)
+        return line + f" (plugin {plugin}" + (f"; not available now: {why})" if why else ")")

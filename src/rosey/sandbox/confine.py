@@ -18,8 +18,9 @@ Which layers are in force is reported per process (``PluginProcess.layers``). Wh
 unavailable the next one down is used, and psutil sampling (``rosey.sandbox.stats``) remains.
 
 ``open_sandbox(state_dir)`` is what the bot uses: it starts the warden, detects the host,
-prepares (and cleans up after a crashed predecessor) the bot's cgroup group, and tears it all
-down on exit.
+prepares (and cleans up after a crashed predecessor) the bot's cgroup group, starts the fork
+server (``Sandbox.spawner()`` forks plugins from it, ``rosey.sandbox.forkspawner``; the warden
+is told its pid), and tears it all down on exit.
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ from pathlib import Path
 
 from rosey.sandbox import namespaces
 from rosey.sandbox.cgroups import CgroupGroup, PluginCgroup, family_name
+from rosey.sandbox.forkspawner import ForkSpawner
 from rosey.sandbox.host import CgroupHost, detect_host
 from rosey.sandbox.limits import LimitEvents, rlimit_values
 from rosey.sandbox.process import Confinement, PlainSpawner, PluginProcess, SpawnSpec
 from rosey.sandbox.quota import WATCH, DataQuota, QuotaWatch
+from rosey.sandbox.stats import CgroupCounters
 from rosey.sandbox.wardenlink import WardenLink
 
 log = logging.getLogger("rosey.sandbox")
@@ -92,6 +95,9 @@ class SandboxConfinement(Confinement):
     def members(self) -> set[int] | None:
         return self.cgroup.members() if self.cgroup is not None else None
 
+    def counters(self) -> CgroupCounters | None:
+        return self.cgroup.counters() if self.cgroup is not None else None
+
     def kill(self) -> None:
         if self.cgroup is not None:
             self.cgroup.kill()
@@ -123,14 +129,18 @@ class Sandbox:
         warden: WardenLink | None = None,
         rlimits: bool = True,
         quota: DataQuota | None = None,
+        fork_server: bool = True,
     ) -> None:
         """``family`` names the bot's cgroups (see ``rosey.sandbox.cgroups``); ``host=None``
         (or an empty host) means no cgroups: rlimits only. ``quota``: the data-folder quotas
-        (None: a plain folder, as before)."""
+        (None: a plain folder, as before). ``fork_server``: plugins of the bot's environment
+        are forked from a preloaded fork server (``rosey.sandbox.forkspawner``)."""
         self.host = host or CgroupHost()
         self.warden = warden
         self.rlimits = rlimits
         self.quota = quota
+        self.fork_server = fork_server
+        self._spawner: PlainSpawner | None = None
         self._group = CgroupGroup(self.host, family) if self.host.usable else None
 
     @property
@@ -220,8 +230,22 @@ class Sandbox:
             self.quota.prepare(spec.name, spec.data_dir, spec.limits.data_mb)
 
     def spawner(self) -> PlainSpawner:
-        """A spawner whose processes this sandbox confines."""
-        return PlainSpawner(confine=self.confine, prepare=self.prepare)
+        """The spawner whose processes this sandbox confines (one per sandbox: it owns the
+        fork server, started by ``start_fork_server`` or by its first spawn)."""
+        if self._spawner is None:
+            if self.fork_server:
+                self._spawner = ForkSpawner(
+                    confine=self.confine, prepare=self.prepare, on_server=self.watch_pid
+                )
+            else:
+                self._spawner = PlainSpawner(confine=self.confine, prepare=self.prepare)
+        return self._spawner
+
+    async def start_fork_server(self) -> None:
+        """Start the fork server now (a failure is logged: plugins are then spawned plainly)."""
+        spawner = self.spawner()
+        if isinstance(spawner, ForkSpawner):
+            await spawner.start()
 
     def watch_pid(self, pid: int | None) -> None:
         """Another child of the bot that must not outlive it (the embedded nats-server)."""
@@ -229,7 +253,10 @@ class Sandbox:
             self.warden.watch_pid(pid)
 
     def close(self) -> None:
-        """Kill whatever is left in the group and remove its cgroups; unmount data folders."""
+        """Stop the fork server; kill whatever is left in the group and remove its cgroups;
+        unmount data folders."""
+        if isinstance(self._spawner, ForkSpawner):
+            self._spawner.close()
         if self._group is not None:
             self._group.close()
         if self.quota is not None:
@@ -243,9 +270,11 @@ async def open_sandbox(
     host: CgroupHost | None = None,
     warden: bool = True,
     data_quota: bool = True,
+    fork_server: bool = True,
 ) -> AsyncIterator[Sandbox]:
     """The bot's sandbox: warden started, host detected, cgroup group ready, data-folder quotas
-    (``data_quota``: the loop-mounted kind where possible); all torn down after.
+    (``data_quota``: the loop-mounted kind where possible), the fork server started
+    (``fork_server``); all torn down after.
 
     A warden that cannot start is logged and done without: plugins still die with the bot
     (their death signal), but what they forked may not.
@@ -268,9 +297,11 @@ async def open_sandbox(
             family=family_name(state_dir),
             warden=link,
             quota=quota,
+            fork_server=fork_server,
         )
         sandbox.open()
         try:
+            await sandbox.start_fork_server()
             yield sandbox
         finally:
             sandbox.close()

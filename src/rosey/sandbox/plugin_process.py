@@ -1,10 +1,11 @@
 """One running plugin process: its control channel, its stop, its tree, its confinement.
 
-Started by a ``Spawner`` (``rosey.sandbox.spawner``). The ``Confinement`` a ``Confine`` hook
-(``rosey.sandbox.confine.Sandbox``) returns is how stop reaches the whole tree (``kill_tree``),
-how the limit that was hit is told (``limit_reason``) and what is cleaned up when the process
-is gone (``release``). Stopping is the one escalation of ``rosey.sandbox.stopping``: a ``stop``
-message, SIGTERM to the group, SIGKILL to the tree.
+Started by a ``Spawner`` (``rosey.sandbox.spawner``, ``rosey.sandbox.forkspawner``), which
+hands it a ``ProcessHandle`` (``rosey.sandbox.handle``): exec'd or forked, it looks the same.
+The ``Confinement`` a ``Confine`` hook (``rosey.sandbox.confine.Sandbox``) returns is how stop
+reaches the whole tree (``kill_tree``), how the limit that was hit is told (``limit_reason``)
+and what is cleaned up when the process is gone (``release``). Stopping is the one escalation
+of ``rosey.sandbox.stopping``: a ``stop`` message, SIGTERM to the group, SIGKILL to the tree.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from rosey.errors import describe_exit
 from rosey.protocol import control
 from rosey.protocol.control import ControlMessage
 from rosey.sandbox import reaper
+from rosey.sandbox.handle import How, ProcessHandle
 from rosey.sandbox.limits import LimitEvents, limit_reason
 from rosey.sandbox.logs import IntakeBudget, RotatingLog, StreamTail, pump
 from rosey.sandbox.spec import SpawnSpec
-from rosey.sandbox.stats import TreeSample, TreeSampler
+from rosey.sandbox.stats import CgroupCounters, TreeSample, TreeSampler
 from rosey.sandbox.stopping import Step, escalate
 
 __all__ = ["Confine", "Confinement", "PluginProcess"]
@@ -49,6 +51,10 @@ class Confinement:
         """Every process of the plugin's tree, or None when only a tree walk can tell."""
         return None
 
+    def counters(self) -> CgroupCounters | None:
+        """The cgroup files counting the tree's CPU, memory and tasks, or None (``stats``)."""
+        return None
+
     def kill(self) -> None:
         """SIGKILL every member (no-op without a cgroup)."""
 
@@ -66,26 +72,25 @@ class PluginProcess:
     def __init__(
         self,
         spec: SpawnSpec,
-        proc: asyncio.subprocess.Process,
+        proc: ProcessHandle,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         logfile: RotatingLog,
-        exited: asyncio.Future[int] | None = None,
-        transport: asyncio.SubprocessTransport | None = None,
     ) -> None:
-        """``exited`` resolves with the return code at exit (default: ``proc.wait()``, which
-        on Python 3.11 also waits for the pipes); ``transport`` is closed by ``close``."""
+        """``proc``: the started process, whichever spawner started it (``rosey.sandbox.handle``);
+        ``reader``/``writer``: our end of its control socket; ``logfile`` takes its output."""
         self.spec = spec
         self.name = spec.name
         self.pid: int = proc.pid
+        #: How it was started: "spawned" (exec'd) or "forked" (by the fork server).
+        self.how: How = proc.how
         self.started_at = time.monotonic()
         self.stderr_tail = StreamTail()
         #: How fast its output may reach the log; both pipes share it (see ``pump``).
         self.output_budget = IntakeBudget()
         self.confinement = Confinement()
         self._proc = proc
-        self._exited = exited if exited is not None else asyncio.ensure_future(proc.wait())
-        self._transport = transport
+        self._exited = proc.exited
         self._reader = reader
         self._writer = writer
         self._log = logfile
@@ -93,8 +98,6 @@ class PluginProcess:
         self._sampler: TreeSampler | None = None
         self._snapshot: list[psutil.Process] = []
         self._closed = False
-        assert proc.stdout is not None
-        assert proc.stderr is not None
         self._pumps = [
             asyncio.create_task(pump(proc.stdout, logfile, None, self.output_budget)),
             asyncio.create_task(pump(proc.stderr, logfile, self.stderr_tail, self.output_budget)),
@@ -217,7 +220,13 @@ class PluginProcess:
     def sample(self) -> TreeSample | None:
         """CPU, memory, threads, open files and process count of the whole tree, now."""
         if self._sampler is None:
-            self._sampler = TreeSampler(self.pid, self.confinement.members)
+            nofile = "rlimit" in self.layers and "missing:rlimit-nofile" not in self.layers
+            self._sampler = TreeSampler(
+                self.pid,
+                self.confinement.members,
+                self.confinement.counters(),
+                count_files=not nofile,
+            )
         return self._sampler.sample()
 
     def limit_reason(self) -> str | None:
@@ -237,8 +246,8 @@ class PluginProcess:
                 task.cancel()
         self._writer.close()
         self._log.close()
-        if self._transport is not None and self._exited.done():
-            self._transport.close()  # our ends of its pipes, even if an orphan still holds theirs
+        if self._exited.done():
+            self._proc.close()  # our ends of its pipes, even if an orphan still holds theirs
         try:
             self.confinement.release()
         except OSError as exc:

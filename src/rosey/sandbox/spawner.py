@@ -2,8 +2,10 @@
 
 Each runs with a scrubbed environment (``rosey.sandbox.spec``), its data folder as working
 directory, stdout/stderr piped into a capped log, and a control socket as its only channel for
-secrets (DESIGN section 3). Spawning sits behind ``Spawner`` so that a preloaded fork server can
-replace the plain spawn later without touching the manager.
+secrets (DESIGN section 3). Spawning sits behind ``Spawner``: ``PlainSpawner`` does the steps
+every plugin gets (data folder, control socket, confinement, bootstrap) around ``launch``, which
+execs the runner; ``ForkSpawner`` (``rosey.sandbox.forkspawner``) overrides ``launch`` to fork
+it from a preloaded fork server instead. The manager sees a ``PluginProcess`` either way.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Protocol
 from rosey.protocol import control
 from rosey.sandbox import uids
 from rosey.sandbox.exits import ExitProtocol
+from rosey.sandbox.handle import ProcessHandle, SubprocessHandle
 from rosey.sandbox.logs import RotatingLog
 from rosey.sandbox.plugin_process import Confine, Confinement, PluginProcess
 from rosey.sandbox.spec import SpawnSpec, scrubbed_env
@@ -31,7 +34,7 @@ _STREAM_LIMIT = 64 * 1024  # asyncio's default StreamReader buffer limit
 
 
 class Spawner(Protocol):
-    """Starts plugin processes; the plain spawn today, a fork server later."""
+    """Starts plugin processes: plainly, or from the fork server (``rosey.sandbox.forkspawner``)."""
 
     async def spawn(self, spec: SpawnSpec) -> PluginProcess: ...
 
@@ -51,7 +54,34 @@ class PlainSpawner:
         self.confine = confine
         self.prepare = prepare
 
+    async def launch(self, spec: SpawnSpec, channel: socket.socket) -> ProcessHandle:
+        """Start the runner with ``channel`` as its control socket; the plain way: exec it."""
+        loop = asyncio.get_running_loop()
+        protocol = ExitProtocol(_STREAM_LIMIT, loop)
+        # Must run on the event-loop thread: PR_SET_PDEATHSIG, armed by the child, fires
+        # when the thread that forked it exits.
+        transport, _ = await loop.subprocess_exec(
+            lambda: protocol,
+            spec.python or self.python,
+            "-I",
+            "-m",
+            "rosey.sdk.runner",
+            "--control-fd",
+            str(channel.fileno()),
+            "--parent-pid",
+            str(os.getpid()),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            pass_fds=(channel.fileno(),),
+            start_new_session=True,
+            cwd=spec.data_dir,
+            env=scrubbed_env(spec),
+        )
+        return SubprocessHandle(transport, protocol)
+
     async def spawn(self, spec: SpawnSpec) -> PluginProcess:
+        """Ready its data folder, start it (``launch``), confine it, send its bootstrap."""
         if self.prepare is None:
             spec.data_dir.mkdir(parents=True, exist_ok=True)
         else:
@@ -63,41 +93,17 @@ class PlainSpawner:
             uids.own_data_dir(spec.data_dir, *spec.run_as)
         logfile = RotatingLog(spec.log_path, max_bytes=spec.log_max_bytes, backups=spec.log_backups)
         ours, theirs = socket.socketpair()
-        loop = asyncio.get_running_loop()
-        protocol = ExitProtocol(_STREAM_LIMIT, loop)
         try:
-            # Must run on the event-loop thread: PR_SET_PDEATHSIG, armed by the child, fires
-            # when the thread that forked it exits.
-            transport, _ = await loop.subprocess_exec(
-                lambda: protocol,
-                self.python,
-                "-I",
-                "-m",
-                "rosey.sdk.runner",
-                "--control-fd",
-                str(theirs.fileno()),
-                "--parent-pid",
-                str(os.getpid()),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                pass_fds=(theirs.fileno(),),
-                start_new_session=True,
-                cwd=spec.data_dir,
-                env=scrubbed_env(spec),
-            )
+            handle = await self.launch(spec, theirs)
         except BaseException:
             ours.close()
             logfile.close()
             raise
         finally:
             theirs.close()
-        proc = asyncio.subprocess.Process(transport, protocol, loop)
         reader, writer = await asyncio.open_connection(sock=ours)
-        process = PluginProcess(
-            spec, proc, reader, writer, logfile, exited=protocol.exited, transport=transport
-        )
-        log.info("%s (pid %d): spawned", spec.name, proc.pid)
+        process = PluginProcess(spec, handle, reader, writer, logfile)
+        log.info("%s (pid %d): %s", spec.name, process.pid, process.how)
         # The runner waits for the bootstrap before it imports any plugin code, so limits
         # applied here (cgroup membership, prlimit) are in force before the plugin's first line.
         if self.confine is not None:

@@ -89,7 +89,8 @@ def _isolate(
         layers.append("no-capabilities")
     uid, gid = isolation.get("uid"), isolation.get("gid")
     if isinstance(uid, int) and isinstance(gid, int):
-        os.setgroups([])
+        # Supplementary groups: only that of its own environment, if it has one (spawnspec).
+        os.setgroups([g for g in isolation.get("groups") or () if isinstance(g, int)])
         os.setgid(gid)
         os.setuid(uid)
         if not outcome.flags & namespaces.CLONE_NEWPID:

@@ -25,6 +25,8 @@ __all__ = [
 ]
 
 _COMMAND_ATTR = "__rosey_command__"
+_HELP_ATTR = "__rosey_help__"
+_USAGE_ATTR = "__rosey_usage__"
 _EVENT_ATTR = "__rosey_event__"
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -71,12 +73,22 @@ class PluginCallError(Exception):
         super().__init__(f"{plugin}: !{command} failed: {error}")
 
 
-def command(name: str) -> Callable[[F], F]:
-    """Mark an ``async def handler(self, ctx) -> str | None`` as the handler of ``!name``."""
+def command(name: str, *, help: str | None = None, usage: str | None = None) -> Callable[[F], F]:
+    """Mark an ``async def handler(self, ctx) -> str | None`` as the handler of ``!name``.
+
+    ``help`` (one line) and ``usage`` (``"!roll NdM"``) are what ``!help`` and ``!help name``
+    show; without them, the handler docstring's first line and its ``usage:`` line. The bot
+    reads them from the plugin's source (``rosey.plugins.declared``), never by importing it: give
+    them as string literals.
+    """
     subjects.token(name, "command name")
 
     def mark(func: F) -> F:
         setattr(func, _COMMAND_ATTR, name)
+        if help is not None:
+            setattr(func, _HELP_ATTR, help)
+        if usage is not None:
+            setattr(func, _USAGE_ATTR, usage)
         return func
 
     return mark
@@ -103,6 +115,10 @@ class Plugin:
     config: dict[str, Any]
     data_dir: Path
     log: logging.Logger
+    #: True once a reload's new instance has taken over and this one is being retired: it
+    #: still finishes what was delivered to it, then ``on_stop`` runs (hand a game over, or
+    #: end it cleanly; the data folder and bucket are the new instance's too).
+    replaced: bool
     _runtime: PluginRuntime | None
 
     def __init__(self, name: str, config: dict[str, Any], data_dir: Path) -> None:
@@ -110,13 +126,15 @@ class Plugin:
         self.config = config
         self.data_dir = data_dir
         self.log = logging.getLogger(f"rosey.plugin.{name}")
+        self.replaced = False
         self._runtime = None
 
     async def on_start(self) -> None:
         """Called once connected; readiness is announced after it returns."""
 
     async def on_stop(self) -> None:
-        """Called on SIGTERM or a stop request, after in-flight commands have finished."""
+        """Called on SIGTERM or a stop request, after in-flight commands have finished;
+        ``self.replaced`` says whether a reload's new instance took over from this one."""
 
     # -- what a plugin can do on the bus ---------------------------------------------------------
 
@@ -157,6 +175,27 @@ class Plugin:
                         f"{cls.__name__}: two handlers for !{name}: {found[name]} and {attr}"
                     )
                 found[name] = attr
+        return found
+
+    @classmethod
+    def command_help(cls) -> dict[str, tuple[str, str]]:
+        """``{command: (one line of help, usage)}``: what ``!help`` shows for each handler.
+
+        The bot reads the same from the plugin's source without importing it
+        (``rosey.plugins.declared``); this is the in-process view, for tests and tools.
+        """
+        import inspect
+
+        from rosey.plugins.declared import docstring_help  # not on the plugin's start path
+
+        found: dict[str, tuple[str, str]] = {}
+        for command, attr in cls.command_handlers().items():
+            method = getattr(cls, attr)
+            doc_help, doc_usage = docstring_help(inspect.getdoc(method) or "")
+            found[command] = (
+                getattr(method, _HELP_ATTR, None) or doc_help,
+                getattr(method, _USAGE_ATTR, None) or doc_usage,
+            )
         return found
 
     @classmethod

@@ -18,6 +18,7 @@ serving half: load the plugin, connect, ``on_start``, ``ready``, wait for the st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
@@ -34,7 +35,7 @@ from rosey.sdk.control import ControlChannel
 from rosey.sdk.plugin import Plugin
 from rosey.sdk.runtime import PluginRuntime
 
-__all__ = ["ControlChannel", "load_plugin_class", "main", "serve"]
+__all__ = ["ControlChannel", "load_plugin_class", "main", "preload", "run", "run_forked", "serve"]
 
 log = logging.getLogger("rosey.sdk.runner")
 
@@ -100,12 +101,17 @@ async def _serve(channel: ControlChannel, boot: BootstrapMessage) -> int:
         return 1
     await channel.send(control.ready(os.getpid()))
 
+    replaced = False
+
     async def watch_control() -> None:
+        nonlocal replaced
         while True:
             message = await channel.receive()
             if message is None:
                 os._exit(70)  # the manager is gone; nobody is left to stop us politely
             if message["type"] == "stop":
+                # A reload's new instance serves already: hand over (Plugin.replaced).
+                replaced = message.get("replaced") is True
                 stop.set()
                 return
 
@@ -114,7 +120,7 @@ async def _serve(channel: ControlChannel, boot: BootstrapMessage) -> int:
         await stop.wait()
     finally:
         watcher.cancel()
-    await runtime.stop(float(boot.get("stop_timeout_s", 5.0)))
+    await runtime.stop(float(boot.get("stop_timeout_s", 5.0)), replaced=replaced)
     # The stop is done; a SIGTERM the manager sends while the interpreter tears down (many
     # plugins stopping at once on a busy host) must not turn a clean exit into "signal 15".
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -124,10 +130,30 @@ async def _serve(channel: ControlChannel, boot: BootstrapMessage) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m rosey.sdk.runner --control-fd N --parent-pid P``: the plain spawn."""
     args = list(sys.argv[1:] if argv is None else argv)
     fd = int(args[args.index("--control-fd") + 1])
     parent = int(args[args.index("--parent-pid") + 1])
     harden(parent)
+    code = run(fd, parent)
+    # The stop is complete (on_stop ran, the bus is drained): skip the interpreter's teardown
+    # (destroying every module and object, a last GC pass), milliseconds of CPU that every
+    # plugin would pay at the same moment when the bot stops them all; as a forked plugin does.
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def run(fd: int, parent: int, *, forked: bool = False) -> int:
+    """The runner's life after its arguments: bootstrap, confinement, serving; the exit code.
+
+    ``forked``: started by the fork server (``rosey.sandbox.forkserver``), which made this
+    process non-dumpable already; its death signal is armed only now, once the bootstrap has
+    come: the manager sends it after the fork server's intermediate process is gone, so the
+    manager is our parent by then (arming it earlier would tie us to the intermediate).
+    """
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
@@ -135,10 +161,23 @@ def main(argv: list[str] | None = None) -> None:
     )
     channel = ControlChannel(fd)
     boot = channel.read_bootstrap()
+    if forked:
+        harden(parent)
     confine_self(channel, boot, parent)
     code = asyncio.run(serve(channel, boot))
     sys.stdout.flush()
-    sys.exit(code)
+    return code
+
+
+def run_forked(fd: int, parent: int) -> int:
+    """The fork server's entry: ``run`` in a process forked from it."""
+    return run(fd, parent, forked=True)
+
+
+def preload() -> None:
+    """What the fork server imports besides this module: the confinement steps the runner
+    would otherwise import after its bootstrap (standard library and ctypes only)."""
+    from rosey.sandbox import landlock, namespaces, seccomp  # noqa: F401
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ started, so without this in-flight commands would be lost).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from rosey.aio import TaskSet
 from rosey.bus.client import EventBus, Message, Subscription
-from rosey.errors import BusError, NoResponders, RequestTimeout
+from rosey.errors import BusError, BusPermissionDenied, MissingGrant, NoResponders, RequestTimeout
 from rosey.protocol import subjects, wire
 from rosey.sdk.plugin import CommandContext, Plugin, PluginCallError, UsageError, User
 
@@ -29,6 +30,9 @@ log = logging.getLogger("rosey.sdk")
 #: The pid the manager knows this plugin by, when it is not ``os.getpid()``: in its own PID
 #: namespace the plugin's pids are not the host's (set by ``rosey.sdk.runner``).
 MANAGER_PID: int | None = None
+
+#: How long a replaced instance keeps answering after it unsubscribed (``stop(replaced=True)``).
+HANDOVER_LINGER_S = 0.2
 
 #: How many ignored reply subjects are logged one by one (then every 1000th: a flood of
 #: forged requests must not flood the plugin's log).
@@ -56,6 +60,9 @@ class PluginRuntime:
         self._in_flight = TaskSet()
         self._accepting = False
         self._started_at = time.monotonic()
+        #: Refusals already explained in the plugin's log (each once).
+        self._explained: set[tuple[str, str]] = set()
+        bus.on_refusal(self._explain_refusal)
         plugin._runtime = self
 
     @property
@@ -80,10 +87,27 @@ class PluginRuntime:
         # Readiness means the broker routes our subjects to us: flush makes it so.
         await self.bus.flush()
 
-    async def stop(self, timeout: float) -> None:
-        """Stop intake, finish in-flight handlers, run ``on_stop``, drain; within ``timeout``."""
-        self._accepting = False
+    async def stop(self, timeout: float, *, replaced: bool = False) -> None:
+        """Stop intake, finish in-flight handlers, run ``on_stop``, drain; within ``timeout``.
+
+        ``replaced``: a reload's new instance shares the command queue group and serves
+        already, so this one hands over without losing a command: it unsubscribes, handles
+        everything the server delivered before the unsubscription (a flush round trip makes
+        sure it arrived), lingers briefly for stragglers, then finishes as a stop does.
+        ``Plugin.replaced`` is True from the start of it (``on_stop`` can hand a game over).
+        """
         deadline = time.monotonic() + timeout
+        if replaced:
+            self.plugin.replaced = True
+            subs = [s for s in (self._command_sub, *self._subscriptions) if s is not None]
+            try:
+                async with asyncio.timeout(max(0.05, timeout / 2)):
+                    for sub in subs:
+                        await sub.drain()
+                    await asyncio.sleep(HANDOVER_LINGER_S)
+            except TimeoutError:
+                log.warning("%s: handing over took too long; stopping", self.plugin.name)
+        self._accepting = False
         # Intake stops first (commands and events), so on_stop sees a final state.
         if self._command_sub is not None:
             await self._command_sub.unsubscribe()
@@ -167,6 +191,9 @@ class PluginRuntime:
                 _reply(False, None, None, f"{self.plugin.name} stopped before answering")
             )
             raise
+        except MissingGrant as exc:  # the author's to fix: say which grant, in the reply too
+            self.command_errors += 1
+            body = _reply(False, None, None, f"!{request['command']} failed: {exc}")
         except Exception as exc:
             self.command_errors += 1
             self.plugin.log.exception("!%s failed", request["command"])
@@ -178,6 +205,8 @@ class PluginRuntime:
     async def _on_ping(self, msg: Message) -> None:
         if self._refuses_reply(msg):
             return
+        if not _ping_is_for_me(msg.data):
+            return  # during a reload the manager pings one of the two instances by its pid
         await msg.respond(
             {
                 "ok": True,
@@ -198,12 +227,36 @@ class PluginRuntime:
         return deliver
 
     async def storage(self) -> KeyValue:
-        """The plugin's bucket, opened once (``rosey_<name>``)."""
+        """The plugin's bucket, opened once (``rosey_<name>``); ``MissingGrant`` at once
+        without the ``storage`` grant (the broker's refusal, not a timeout)."""
         if self._storage is None:
             from rosey.bus.kv import KeyValue
 
-            self._storage = await KeyValue.open(self.bus, subjects.kv_bucket(self.plugin.name))
+            opening = KeyValue.open(self.bus, subjects.kv_bucket(self.plugin.name))
+            try:
+                self._storage = await self.bus.refused_or(opening, _is_jetstream)
+            except BusPermissionDenied as exc:
+                raise self.missing_grant(exc) from None
         return self._storage
+
+    def missing_grant(self, denied: BusPermissionDenied) -> MissingGrant:
+        """The refusal as ``MissingGrant``, naming the grant that would allow it."""
+        from rosey.plugins.grant_needed import grant_needed  # only when refused: off the path
+
+        publish = denied.operation == "publish to"
+        grant = grant_needed(
+            self.plugin.name, "publish to" if publish else "subscribe to", denied.subject
+        )
+        return MissingGrant(self.plugin.name, denied.subject, denied.operation, grant)
+
+    def _explain_refusal(self, denied: BusPermissionDenied) -> None:
+        """Say in the plugin's log which grant a refused publish or subscribe needs (once per
+        subject: a loop must not flood the log)."""
+        key = (denied.operation, denied.subject)
+        if key in self._explained or len(self._explained) >= 100:
+            return
+        self._explained.add(key)
+        self.plugin.log.error("%s", self.missing_grant(denied))
 
     # -- outbound -----------------------------------------------------------------------------
 
@@ -224,6 +277,8 @@ class PluginRuntime:
         subject = subjects.command_execute(plugin)
         try:
             reply_msg = await self.bus.request(subject, request, timeout=timeout)
+        except BusPermissionDenied as exc:
+            raise self.missing_grant(exc) from None
         except (NoResponders, RequestTimeout) as exc:
             raise PluginCallError(plugin, command, str(exc)) from None
         except BusError as exc:
@@ -232,6 +287,23 @@ class PluginRuntime:
         if not reply["ok"]:
             raise PluginCallError(plugin, command, reply["error"] or "failed")
         return reply["text"]
+
+
+def _is_jetstream(operation: str, subject: str) -> bool:
+    """A refused JetStream API call or key (what ``storage`` opens)."""
+    return subject.startswith(("$js.", "$kv.", "$JS.", "$KV."))
+
+
+def _ping_is_for_me(data: bytes) -> bool:
+    """A ping names the instance it is for (``{"pid": N}``) or none (``{}``: any answers)."""
+    if not data or data in (b"{}", b"null"):
+        return True
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return True
+    pid = body.get("pid") if isinstance(body, dict) else None
+    return not isinstance(pid, int) or pid == (MANAGER_PID or os.getpid())
 
 
 def _reply(ok: bool, text: str | None, data: Any, error: str | None) -> wire.CommandReply:

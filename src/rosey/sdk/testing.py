@@ -109,7 +109,7 @@ class PluginUnderTest:
     @classmethod
     def from_folder(cls, folder: Path, *, config: dict[str, Any] | None = None) -> PluginUnderTest:
         """Load ``plugin.yaml`` and the entrypoint class from a plugin folder."""
-        from rosey.plugins.manifest import load_manifest
+        from rosey.protocol.manifest import load_manifest
 
         manifest = load_manifest(folder / "plugin.yaml")
         module_path = folder / f"{manifest.module.replace('.', '/')}.py"

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from rosey.bus.client import EventBus
 from rosey.errors import RoseyError
+from rosey.plugins.grant_needed import Operation, grant_needed
 from rosey.protocol import subjects, wire
 from rosey.security.violations import Violation, ViolationPolicy, parse_violation
 
@@ -21,6 +22,19 @@ log = logging.getLogger("rosey.security")
 
 #: ``disable(plugin, reason)``: how the monitor asks the manager to disable a plugin.
 Disable = Callable[[str, str], Awaitable[object]]
+
+
+def explain(violation: Violation) -> str:
+    """The refusal and which grant would allow it (``grant_needed``), in an author's words:
+    ``the broker refused to publish 'x': it needs the grant `chat.send` in plugin.yaml ...``."""
+    if violation.kind not in ("publish", "subscribe"):
+        return violation.detail
+    operation: Operation = "publish to" if violation.kind == "publish" else "subscribe to"
+    grant = grant_needed(violation.plugin, operation, violation.subject)
+    if grant is None:
+        return f"{violation.detail}; no grant allows that"
+    needs = f"it needs the grant `{grant}` in plugin.yaml (permissions: [{grant}])"
+    return f"{violation.detail}: {needs}"
 
 
 class ViolationMonitor:
@@ -43,16 +57,13 @@ class ViolationMonitor:
         return self.policy.totals.get(plugin, 0)
 
     async def run(
-        self, bus: EventBus, disable: Disable, counted: Callable[[str], None] | None = None
+        self, bus: EventBus, disable: Disable, counted: Callable[[str, str], None] | None = None
     ) -> None:
         """Report violations until cancelled."""
         while True:
             violation = await self._queue.get()
-            log.warning(
-                "security: plugin %s: %s (refused by the broker)",
-                violation.plugin,
-                violation.detail,
-            )
+            hint = explain(violation)
+            log.warning("security: plugin %s: %s", violation.plugin, hint)
             body: wire.SecurityViolation = {
                 "plugin": violation.plugin,
                 "kind": violation.kind,
@@ -66,7 +77,7 @@ class ViolationMonitor:
                 log.warning("security: cannot publish a violation report: %s", exc)
             crossed = self.policy.record(violation.plugin, time.monotonic())
             if counted is not None:
-                counted(violation.plugin)
+                counted(violation.plugin, hint)
             if crossed:
                 # Counting starts afresh: after an operator enables it again, it gets a new window.
                 self.policy.forget(violation.plugin)

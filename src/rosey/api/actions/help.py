@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, NotRequired, TypedDict
 
 from pydantic import Field
 
@@ -22,8 +22,17 @@ class ActionHelp(TypedDict):
     fields: list[str]
 
 
+class CommandHelp(TypedDict):
+    command: str
+    plugin: str
+    help: str
+    usage: str
+
+
 class HelpResult(TypedDict):
     actions: list[ActionHelp]
+    #: The plugins' chat commands (all actions asked for only): help read from their source.
+    commands: NotRequired[list[CommandHelp]]
 
 
 class HelpRequest(Request):
@@ -35,13 +44,19 @@ class HelpRequest(Request):
 async def run(manager: PluginManager, request: HelpRequest) -> HelpResult:
     """Show the actions, or the full help of one.
 
+    Without an action, the plugins' chat commands too, each with its help and usage.
     Result: {"actions": [{"name", "usage", "summary", "help", "mutating", "permission",
-    "fields"}, ...]}.
+    "fields"}, ...], "commands": [{"command", "plugin", "help", "usage"}, ...]}.
     """
     from rosey.api.actions import ACTIONS, get_action
 
-    chosen = [get_action(request.action)] if request.action else ACTIONS.values()
-    return {"actions": [describe(a) for a in chosen]}
+    if request.action:
+        return {"actions": [describe(get_action(request.action))]}
+    commands: list[CommandHelp] = []
+    for command, plugin in sorted(manager.commands().items()):
+        text, usage = manager.command_help(command) or ("", "")
+        commands.append({"command": command, "plugin": plugin, "help": text, "usage": usage})
+    return {"actions": [describe(a) for a in ACTIONS.values()], "commands": commands}
 
 
 def describe(found: Any) -> ActionHelp:

@@ -41,15 +41,18 @@ from rosey.protocol.text import clean
 
 if TYPE_CHECKING:
     from rosey.manager.manager import PluginManager
+    from rosey.manager.supervisor import PluginSupervisor
 
 log = logging.getLogger("rosey.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Seconds between keep-alive comments on an idle event stream (proxies close silent ones).
 KEEPALIVE_S = 15.0
-#: The mutating actions ``POST /api/plugins/{name}/{action}`` runs: those about one plugin.
+#: The mutating actions ``POST /api/plugins/{name}/{action}`` runs: those about one plugin
+#: (the path names it; install's ``plugin`` is the name its source must hold). Their other
+#: fields (``source``, ``yes``, ``force``, ``purge``) come in the JSON body.
 POST_ACTIONS = tuple(
-    name for name, a in ACTIONS.items() if a.mutating and a.positional == ("plugin",)
+    name for name, a in ACTIONS.items() if a.mutating and "plugin" in a.request.model_fields
 )
 
 
@@ -302,7 +305,17 @@ class HttpFace:
     async def _metrics(self, request: web.Request) -> web.Response:
         statuses = [dict(s) for s in self.manager.get_all_status()]
         pids = [(s.get("stats") or {}).get("pid") for s in statuses]
-        cpu = await asyncio.to_thread(lambda: [metrics_mod.tree_cpu_seconds(p) for p in pids])
+        supervisors = [self.manager.supervisors.get(str(s["name"])) for s in statuses]
+
+        def cpu_of(supervisor: PluginSupervisor | None, pid: int | None) -> float | None:
+            # The cgroup's counter when there is one: the /proc tree misses exited children,
+            # and a forked plugin's few milliseconds round down to 0 there.
+            counted = supervisor.cpu_seconds() if supervisor is not None else None
+            return counted if counted is not None else metrics_mod.tree_cpu_seconds(pid)
+
+        cpu = await asyncio.to_thread(
+            lambda: [cpu_of(s, p) for s, p in zip(supervisors, pids, strict=True)]
+        )
         pings = await asyncio.gather(*(self._ping(s) for s in statuses))
         for status in statuses:  # the violation count lives beside STATUS (api/results.py)
             supervisor = self.manager.supervisors.get(str(status["name"]))

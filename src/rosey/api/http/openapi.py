@@ -23,6 +23,7 @@ STATUS_OF_CODE: dict[str, int] = {
     "invalid_state": 409,
     "dependency": 409,
     "rolled_back": 409,
+    "confirmation_needed": 409,
     "too_large": 413,
     "internal": 500,
 }
@@ -68,6 +69,7 @@ STATUS_SCHEMA: dict[str, Any] = {
         "permissions": _STRINGS,
         "enforced": {"type": "boolean"},
         "kind": {"type": "string", "enum": ["plugin", "connector"]},
+        "started": {"type": "string", "enum": ["forked", "spawned"]},
     },
 }
 
@@ -109,13 +111,58 @@ def _errors(*statuses: int) -> dict[str, Any]:
         401: "no token, or a wrong one",
         403: "forbidden",
         404: "not_found: no such plugin, action or path",
-        409: "invalid_state, dependency or rolled_back: refused in the plugin's current state",
+        409: "invalid_state, dependency, rolled_back or confirmation_needed (install, update: "
+        "accept the grants with yes): refused in the plugin's current state",
         413: "too_large: the body is over the limit",
         500: "internal: a bug (logged)",
     }
     error = {"$ref": "#/components/schemas/Error"}
     return {str(code): _json(error, words[code]) for code in (401, *statuses)}
 
+
+_SOURCE = {
+    "type": "string",
+    "pattern": "^/.+",
+    "maxLength": 4096,
+    "description": "an absolute path on the bot's host: a plugin folder, .tar.gz or .zip",
+}
+_YES = {"type": "boolean", "description": "accept the grants it asks for"}
+#: Actions whose POST takes fields beyond the name: a path (operation) each, with its body.
+BODIES: dict[str, tuple[str, dict[str, Any]]] = {
+    "install": (
+        "Install a plugin (the path names it: the source must hold that plugin)",
+        {"required": ["source"], "properties": {"source": _SOURCE, "yes": _YES}},
+    ),
+    "update": (
+        "Update a plugin to the version in the source (reloaded without a restart)",
+        {
+            "required": ["source"],
+            "properties": {
+                "source": _SOURCE,
+                "yes": _YES,
+                "force": {"type": "boolean", "description": "allow a version not higher"},
+            },
+        },
+    ),
+    "remove": (
+        "Stop a plugin and remove it (its data folder stays unless purge)",
+        {"properties": {"purge": {"type": "boolean", "description": "delete its data too"}}},
+    ),
+}
+#: The result of install, update, rollback and remove (``rosey.manager.installer``).
+_CHANGE: dict[str, Any] = {
+    "type": "object",
+    "required": ["plugin", "action", "version", "previous", "report", "status"],
+    "properties": {
+        "plugin": {"type": "string"},
+        "action": {"type": "string"},
+        "version": {"type": ["string", "null"]},
+        "previous": {"type": ["string", "null"]},
+        "report": _STRINGS,
+        "status": {"anyOf": [{"$ref": "#/components/schemas/Status"}, {"type": "null"}]},
+    },
+    "additionalProperties": False,
+}
 
 _NAME = {
     "name": "name",
@@ -124,6 +171,27 @@ _NAME = {
     "schema": {"type": "string", "minLength": 1, "maxLength": 64},
     "description": "the plugin's name",
 }
+
+
+def _with_body(action: str) -> dict[str, Any]:
+    """``POST /api/plugins/{name}/<action>`` of an action that takes a body (``BODIES``)."""
+    summary, body = BODIES[action]
+    schema = {"type": "object", **body, "additionalProperties": False}
+    return {
+        "post": {
+            "operationId": action,
+            "summary": summary,
+            "parameters": [_NAME],
+            "requestBody": {
+                "required": "required" in body,
+                "content": {"application/json": {"schema": schema}},
+            },
+            "responses": {
+                "200": _json(_ok(_CHANGE), "what changed, once it has"),
+                **_errors(400, 403, 404, 409, 413, 500),
+            },
+        }
+    }
 
 
 def build(actions: list[str], version: str) -> dict[str, Any]:
@@ -220,7 +288,10 @@ def build(actions: list[str], version: str) -> dict[str, Any]:
                             "name": "action",
                             "in": "path",
                             "required": True,
-                            "schema": {"type": "string", "enum": actions},
+                            "schema": {
+                                "type": "string",
+                                "enum": [a for a in actions if a not in BODIES],
+                            },
                         },
                     ],
                     "requestBody": {
@@ -233,11 +304,16 @@ def build(actions: list[str], version: str) -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "200": _json(_ok(status_ref), "STATUS once the action has finished"),
+                        "200": _json(
+                            _ok({"anyOf": [status_ref, _CHANGE]}),
+                            "STATUS once the action has finished (rollback: what changed, "
+                            "with STATUS)",
+                        ),
                         **_errors(400, 403, 404, 409, 413, 500),
                     },
                 }
             },
+            **{f"/api/plugins/{{name}}/{a}": _with_body(a) for a in actions if a in BODIES},
             "/api/events": {
                 "get": {
                     "operationId": "events",

@@ -1,0 +1,55 @@
+"""``install SOURCE``: install a plugin from a folder, ``.tar.gz`` or ``.zip`` on the bot's host."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+from pydantic import Field
+
+from rosey.api.action import PluginName, Request, action
+from rosey.manager.installer import ChangeResult, Installer
+
+if TYPE_CHECKING:
+    from rosey.manager.manager import PluginManager
+
+#: A path on the bot's host (absolute: the bot's working folder is not the caller's).
+SourcePath = Annotated[str, Field(min_length=1, max_length=4096)]
+YES = "accept the grants it asks for (else they are shown, and asked about at a terminal)"
+
+
+class InstallRequest(Request):
+    """``{"source": PATH, "yes": false, "plugin": NAME}``; ``plugin`` optional."""
+
+    source: SourcePath
+    yes: Annotated[bool, Field(description=YES)] = False
+    plugin: Annotated[
+        PluginName | None, Field(description="refuse unless the source holds this plugin")
+    ] = None
+
+
+async def run(manager: PluginManager, request: InstallRequest) -> ChangeResult:
+    """Install a plugin from a folder, .tar.gz or .zip (an absolute path on the bot's host).
+
+    Checked first, nothing changes when refused: its manifest and entrypoint, a free name,
+    commands no other plugin claims, dependencies installed and without a cycle,
+    requires_rosey, its requirements' environment built. Without "yes" the reply is the
+    error confirmation_needed, whose message lists the grants it asks for in words; send it
+    again with "yes": true to accept them. It goes into the first plugins folder of the
+    config and starts (a plugin that does not start is removed again).
+    Result: {"plugin", "action", "version", "previous", "report": [lines], "status": STATUS}.
+    """
+    return await Installer(manager).install(
+        request.source, yes=request.yes, expected=request.plugin
+    )
+
+
+ACTION = action(
+    name="install",
+    request=InstallRequest,
+    run=run,
+    result=ChangeResult,
+    mutating=True,
+    positional=("source",),
+    metavars={"source": "SOURCE"},
+    order=110,
+)

@@ -1,0 +1,254 @@
+"""The fork server: ``python -I -m rosey.sandbox.forkserver --socket-fd N --parent-pid P
+--entry MODULE:FUNCTION``, a "zygote" that forks plugin processes with the runner preloaded.
+
+Every plugin pays ~90 ms of CPU to import Python, asyncio, nats and the SDK before it does
+anything. The fork server pays it once: it imports ``MODULE`` (the runner, ``rosey.sdk.runner``)
+and calls its ``preload()``, then waits for requests from the bot on the socket ``N`` (one end
+of a ``SOCK_SEQPACKET`` pair; ``rosey.sandbox.forkspawner`` holds the other). A forked child
+starts from that state: ready in milliseconds, sharing the imported code's pages.
+
+What it holds is what every plugin may see: imported modules. No event loop, no thread, no
+connection, no secret (credentials travel bot → plugin on the plugin's control socket, which
+passes through here as a file descriptor and is never read), and a scrubbed environment. It is
+not dumpable (so neither is anything forked from it: the flag survives ``fork``) and dies with
+the bot (``PR_SET_PDEATHSIG``), or when the bot closes its socket.
+
+One request: a JSON object ``{"cwd", "env", "argv"}`` with three descriptors (``SCM_RIGHTS``):
+the plugin's end of its control socket, the write ends of its stdout and stderr pipes. The
+server forks an intermediate process, which forks the plugin and exits at once (a double fork);
+the server reaps the intermediate and answers ``{"pid": PID}`` (or ``{"error": "..."}``). The
+bot is a child subreaper (``rosey.sandbox.orphans``), so the plugin, orphaned by the
+intermediate, is the bot's child before the answer is sent: the bot waits for it and learns its
+exact exit status, and the fork server's death touches no running plugin.
+
+The plugin (``become``): a new session; stdin ``/dev/null``, stdout and stderr its pipes, the
+control socket at fd 3, every other descriptor closed (this server's socket included); its data
+folder as working directory; ``os.environ`` replaced by its scrubbed environment; no blocked
+signal. Then ``FUNCTION(3, P)`` (``rosey.sdk.runner.run_forked``) runs exactly what the plain
+runner runs after parsing its arguments: the bootstrap, its death signal (now that the bot is
+its parent), the confinement layers, the plugin. Its return value (or ``SystemExit``) is the
+exit code, as for a Python process.
+
+Standard library only (and ``rosey.sandbox.prctl``), like the warden: everything imported here
+is in every forked plugin.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn
+
+from rosey.sandbox import prctl
+
+__all__ = ["CONTROL_FD", "FDS", "exit_code", "main", "parse_request"]
+
+#: Where the plugin finds its control socket.
+CONTROL_FD = 3
+#: Descriptors per request: control socket, stdout, stderr.
+FDS = 3
+#: Largest request (the environment is small; a bigger message is refused, not truncated).
+REQUEST_MAX = 64 * 1024
+
+Entry = Callable[[int, int], int]
+
+
+def parse_request(data: bytes) -> tuple[str, dict[str, str], list[str]]:
+    """``(cwd, env, argv)`` of one request; ``ValueError`` naming what is wrong."""
+    request = json.loads(data)
+    if not isinstance(request, dict):
+        raise ValueError("a request is a JSON object")
+    cwd, env, argv = request.get("cwd"), request.get("env"), request.get("argv", [])
+    if not isinstance(cwd, str) or not cwd:
+        raise ValueError("cwd: a folder is required")
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        raise ValueError("env: a mapping of strings to strings is required")
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        raise ValueError("argv: a list of strings is required")
+    return cwd, env, argv
+
+
+def exit_code(code: object) -> int:
+    """The exit status of ``SystemExit(code)``, as the interpreter computes it."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    with contextlib.suppress(Exception):
+        print(code, file=sys.stderr)
+    return 1
+
+
+def _receive(sock: socket.socket) -> tuple[bytes, list[int]]:
+    """One request and its descriptors; ``b""`` at end of file (the bot is gone)."""
+    size = socket.CMSG_SPACE(FDS * 4)
+    data, ancillary, flags, _ = sock.recvmsg(REQUEST_MAX, size)
+    fds: list[int] = []
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % 4
+            fds.extend(
+                int.from_bytes(payload[i : i + 4], sys.byteorder) for i in range(0, usable, 4)
+            )
+    if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+        _close(fds)
+        raise ValueError("request too large or too many descriptors")
+    return data, fds
+
+
+def _close(fds: Sequence[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def become(
+    cwd: str, env: Mapping[str, str], argv: list[str], fds: Sequence[int], entry: Entry, parent: int
+) -> NoReturn:
+    """The forked plugin: its own session, descriptors, folder and environment; then ``entry``."""
+    code = 1
+    try:
+        control, stdout, stderr = fds
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(stdout, 1)
+        os.dup2(stderr, 2)
+        if control != CONTROL_FD:
+            os.dup2(control, CONTROL_FD)
+        os.set_inheritable(CONTROL_FD, True)  # as pass_fds leaves it in the plain spawn
+        os.closerange(CONTROL_FD + 1, os.sysconf("SC_OPEN_MAX"))
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        sys.argv = [sys.argv[0], *argv]
+        code = entry(CONTROL_FD, parent)
+    except SystemExit as exc:
+        code = exit_code(exc.code)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            sys.excepthook(*sys.exc_info())
+        code = 1
+    finally:
+        _finish()
+        os._exit(code)
+
+
+def _finish() -> None:
+    """What the interpreter does at exit before it tears down: wait for non-daemon threads,
+    run ``atexit`` callbacks, flush stdout and stderr (``os._exit`` skips all of it; a
+    process forked from here must not unwind through the server's frames instead)."""
+    shutdown = getattr(threading, "_shutdown", None)
+    exit_functions = getattr(atexit, "_run_exitfuncs", None)
+    for step in (shutdown, exit_functions):
+        if callable(step):
+            with contextlib.suppress(BaseException):
+                step()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+def fork_plugin(
+    cwd: str, env: Mapping[str, str], argv: list[str], fds: Sequence[int], entry: Entry, parent: int
+) -> int:
+    """Double-fork the plugin; its pid, once the intermediate process is reaped."""
+    if len(fds) != FDS:
+        raise ValueError(f"a request carries {FDS} descriptors, not {len(fds)}")
+    read_end, write_end = os.pipe()
+    try:
+        intermediate = os.fork()
+    except OSError:
+        _close((read_end, write_end))
+        raise
+    if intermediate == 0:  # the intermediate: fork the plugin, tell its pid, go
+        try:
+            os.close(read_end)
+            child = os.fork()
+            if child == 0:
+                os.close(write_end)
+                become(cwd, env, argv, fds, entry, parent)
+            os.write(write_end, str(child).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        data = b""
+        while chunk := os.read(read_end, 32):
+            data += chunk
+    finally:
+        os.close(read_end)
+    os.waitpid(intermediate, 0)  # from here on the plugin is the bot's child
+    if not data:
+        raise OSError("the fork failed (no pid came back)")
+    return int(data)
+
+
+def serve(sock: socket.socket, entry: Entry, parent: int) -> int:
+    """Answer requests until the bot closes its end; the exit code."""
+    while True:
+        try:
+            data, fds = _receive(sock)
+        except ValueError as exc:
+            sock.send(json.dumps({"error": str(exc)}).encode())
+            continue
+        except OSError:
+            return 0
+        if not data:
+            _close(fds)
+            return 0
+        reply: dict[str, Any]
+        try:
+            cwd, env, argv = parse_request(data)
+            reply = {"pid": fork_plugin(cwd, env, argv, fds, entry, parent)}
+        except (OSError, ValueError) as exc:
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            _close(fds)
+        try:
+            sock.send(json.dumps(reply).encode())
+        except OSError:
+            return 0
+
+
+def _option(argv: list[str], name: str) -> str:
+    try:
+        return argv[argv.index(name) + 1]
+    except (ValueError, IndexError):
+        raise SystemExit(f"rosey fork server: {name} is required") from None
+
+
+def main(argv: list[str]) -> int:
+    fd = int(_option(argv, "--socket-fd"))
+    parent = int(_option(argv, "--parent-pid"))
+    module_name, _, function = _option(argv, "--entry").partition(":")
+    # Not Linux (no prctl): the socket's end of file still ends us.
+    with contextlib.suppress(OSError):
+        prctl.set_dumpable(False)  # inherited by every fork: plugins are born undumpable
+    with contextlib.suppress(OSError):
+        prctl.set_death_signal(signal.SIGKILL)
+    if os.getppid() != parent:  # the bot died before the death signal was armed
+        return 70
+    module = importlib.import_module(module_name)
+    entry: Entry = getattr(module, function)
+    preload = getattr(module, "preload", None)
+    if callable(preload):
+        preload()
+    sock = socket.socket(fileno=fd)
+    sock.send(json.dumps({"ready": os.getpid()}).encode())
+    return serve(sock, entry, parent)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
