@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
+from collections.abc import Iterator
 
 from rosey.protocol.text import clean
 
@@ -17,6 +21,8 @@ __all__ = [
     "CleanFormatter",
     "colour",
     "fail",
+    "pause",
+    "stop_on_signals",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -41,3 +47,24 @@ def colour() -> bool:
 def fail(prefix: str, text: str, code: int) -> int:
     print(clean(f"{prefix}: {text}"), file=sys.stderr)
     return code
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[asyncio.Event]:
+    """An event Ctrl-C or SIGTERM sets while the block runs: how a ``-f`` loop ends (exit 0)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        yield stop
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+async def pause(stop: asyncio.Event, seconds: float) -> None:
+    """Wait ``seconds``, or less if ``stop`` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stop.wait()

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rosey.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, colour, fail
+from rosey.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    colour,
+    fail,
+    pause,
+    stop_on_signals,
+)
 from rosey.protocol.text import clean_lines
 
 if TYPE_CHECKING:
@@ -60,8 +67,6 @@ async def _stream(
 ) -> int:
     """Print the last ``lines`` of the merged stream; with ``follow``, new lines as they come
     (plugins that appear meanwhile included) until Ctrl-C / SIGTERM."""
-    import signal
-
     from rosey.api.logstream import label_width, last_lines, read_new, sources
 
     files = sources(log_dir, names, core=core)
@@ -70,22 +75,13 @@ async def _stream(
     _print_lines(shown, width)
     if not follow:
         return EXIT_OK
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
+    with stop_on_signals() as stop:
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(FOLLOW_INTERVAL):
-                    await stop.wait()
+            await pause(stop, FOLLOW_INTERVAL)
             files = sources(log_dir, names, core=core)
             new, cursors = await asyncio.to_thread(read_new, files, cursors)
             width = max(width, label_width(files))
             _print_lines(new, width)
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
     return EXIT_OK
 
 

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from rosey.cli.common import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, colour, fail
+from rosey.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    colour,
+    fail,
+    pause,
+    stop_on_signals,
+)
 from rosey.cli.logs import FOLLOW_INTERVAL
 from rosey.cli.parser import takes_names
 from rosey.errors import BusError, RoseyError
@@ -129,13 +136,7 @@ async def _follow(
     client: ManagementClient, body: dict[str, Any], cursor: str, as_json: bool
 ) -> int:
     """``logs -f``: ask for what came after the cursor, twice a second, until Ctrl-C / SIGTERM."""
-    import signal
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
+    with stop_on_signals() as stop:
         while not stop.is_set():
             reply = await client.call("logs", {**body, "lines": 1000, "cursor": cursor}, timeout=10)
             if not reply["ok"]:
@@ -150,10 +151,5 @@ async def _follow(
                 else:
                     print("\n".join(clean_lines(list(result["lines"]))), flush=True)
             if len(result["lines"]) < 1000:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(FOLLOW_INTERVAL):
-                        await stop.wait()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+                await pause(stop, FOLLOW_INTERVAL)
     return EXIT_OK
