@@ -108,11 +108,22 @@ class Subscription:
         except nats.errors.Error as exc:  # already closed or draining: nothing to undo
             log.debug("unsubscribe %s: %s", self.subject, exc)
 
-    async def drain(self) -> None:
+    async def drain(self, linger: float = 0.0) -> None:
         """Unsubscribe, but first handle every message the server routed here before it saw
-        the unsubscription (a round trip makes sure they arrived): none is dropped."""
+        the unsubscription (a round trip makes sure they arrived): none is dropped.
+
+        ``linger``: keep handling for that long after the server has the unsubscription. A
+        publish the server matched to us just before it (in the publisher's own server thread)
+        can reach us after the round trip's answer; nats-py's drain forgets the subscription
+        at once and would drop it.
+        """
+        inner = self._inner
         try:
-            await self._inner.drain()  # type: ignore[no-untyped-call]
+            if linger > 0:
+                await inner._conn._send_unsubscribe(inner._id)
+                await inner._conn.flush()
+                await asyncio.sleep(linger)
+            await inner.drain()  # type: ignore[no-untyped-call]
         except nats.errors.Error as exc:  # already closed or draining: nothing to undo
             log.debug("drain %s: %s", self.subject, exc)
 

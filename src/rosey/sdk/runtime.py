@@ -93,7 +93,8 @@ class PluginRuntime:
         ``replaced``: a reload's new instance shares the command queue group and serves
         already, so this one hands over without losing a command: it unsubscribes, handles
         everything the server delivered before the unsubscription (a flush round trip makes
-        sure it arrived), lingers briefly for stragglers, then finishes as a stop does.
+        sure it arrived) and what straggles in for a short linger after it, then finishes as a stop
+        does.
         ``Plugin.replaced`` is True from the start of it (``on_stop`` can hand a game over).
         """
         deadline = time.monotonic() + timeout
@@ -102,9 +103,7 @@ class PluginRuntime:
             subs = [s for s in (self._command_sub, *self._subscriptions) if s is not None]
             try:
                 async with asyncio.timeout(max(0.05, timeout / 2)):
-                    for sub in subs:
-                        await sub.drain()
-                    await asyncio.sleep(HANDOVER_LINGER_S)
+                    await asyncio.gather(*(sub.drain(linger=HANDOVER_LINGER_S) for sub in subs))
             except TimeoutError:
                 log.warning("%s: handing over took too long; stopping", self.plugin.name)
         self._accepting = False
