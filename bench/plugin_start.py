@@ -10,8 +10,8 @@ interleaved: exec'd plainly (``spawned``) or forked from the preloaded fork serv
 ``rosey.sandbox.forkspawner``: the default), each with the limits only (cgroups, rlimits: what a
 plugin had before issue 10's isolation layers) and with every layer ``rosey run`` applies by
 default (its own PID and IPC namespaces, Landlock, no capabilities, seccomp). Also prints the
-idle memory of the plugin's whole process tree (with namespaces: the waiter and init too), and
-the ratios forked / spawned.
+idle memory of the plugin's whole process tree (with namespaces: the waiter and init too) and
+of each of its processes, and the ratios forked / spawned.
 Targets (issue "Plugin runtime"): ratio ≤ 1.3, idle RSS ≤ 30 MiB; (issue 13) forked idle USS
 ≤ 6 MiB, PSS reported.
 """
@@ -120,6 +120,7 @@ async def main(runs: int) -> None:
             floors: list[float] = []
             starts: dict[str, list[float]] = {name: [] for name in variants}
             memory: dict[str, tuple[float, float, float]] = {}
+            own: dict[str, list[float]] = {}
             layers: dict[str, list[str]] = {}
             # Interleave them so drift on a shared machine hits all alike.
             for i in range(runs + 2):
@@ -141,6 +142,7 @@ async def main(runs: int) -> None:
                     if i == runs + 1:
                         await asyncio.sleep(1.0)  # idle: let the plugin settle
                         memory[name] = tree_memory(process.pid)
+                        own[name] = tree_uss(process.pid)
                         layers[name] = list(process.layers)
                     await process.stop(5)
     floor_med, floor_p90 = summary(floors)
@@ -161,6 +163,8 @@ async def main(runs: int) -> None:
         ratio = summary(starts[forked])[0] / summary(starts[spawned])[0]
         uss = memory[forked][1] / memory[spawned][1]
         print(f"forked / spawned, {layer_set}: spawn→ready median {ratio:.2f}, idle USS {uss:.2f}")
+    for name, each in own.items():
+        print(f"idle USS per process MiB, {name}: {' / '.join(f'{u:.2f}' for u in each)}")
     for name, found in layers.items():
         print(f"layers, {name}: {', '.join(found) or 'none'}")
 
@@ -173,6 +177,13 @@ def tree_memory(pid: int) -> tuple[float, float, float]:
         info = proc.memory_full_info()
         rss, uss, pss = rss + info.rss, uss + info.uss, pss + info.pss
     return rss / 2**20, uss / 2**20, pss / 2**20
+
+
+def tree_uss(pid: int) -> list[float]:
+    """USS (MiB) of ``pid`` and each descendant, outermost first (with a PID namespace: the
+    waiter, init, the plugin)."""
+    root = psutil.Process(pid)
+    return [proc.memory_full_info().uss / 2**20 for proc in [root, *root.children(recursive=True)]]
 
 
 if __name__ == "__main__":

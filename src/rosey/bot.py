@@ -18,12 +18,11 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rosey.aio import first_of
 from rosey.api.chat import handle_plugin_command
 from rosey.api.client import RUNTIME_FILE, RuntimeInfo, forget_bot, remember_bot
-from rosey.api.http.app import serve as serve_http
 from rosey.api.nats_face import ManagementService
 from rosey.api.watch import PluginWatcher
 from rosey.bus.client import EventBus
@@ -50,6 +49,9 @@ from rosey.security.identities import BrokerQuotas, Credentials, IdentityBook
 from rosey.security.monitor import ViolationMonitor
 from rosey.security.relay import CallRelay
 from rosey.security.violations import ViolationPolicy
+
+if TYPE_CHECKING:
+    from rosey.api.http.app import HttpFace
 
 log = logging.getLogger("rosey")
 
@@ -230,13 +232,18 @@ class Bot:
             service = ManagementService(manager_bus, manager)
             await service.start()
             stack.push_async_callback(service.stop)
-            http = await serve_http(
-                stack,
-                manager,
-                manager_bus,
-                self.config.http.listen if self.config.http else None,
-                announce=self.console_enabled,
-            )
+            http: HttpFace | None = None
+            if self.config.http is not None:
+                # aiohttp and the face only when the face is on (``http: null``: not loaded).
+                from rosey.api.http.app import serve as serve_http
+
+                http = await serve_http(
+                    stack,
+                    manager,
+                    manager_bus,
+                    self.config.http.listen,
+                    announce=self.console_enabled,
+                )
 
             if self.watch:
                 watcher = PluginWatcher(manager)

@@ -107,5 +107,5 @@ def test_a_namespace_the_host_refuses_is_reported_missing_not_silently_dropped(
     refused = Outcome(missing=["pidns: Operation not permitted", "ipcns: Operation not permitted"])
     monkeypatch.setattr(namespaces, "enter", lambda request: refused)
     isolation = {"pid_namespace": True, "ipc_namespace": True, "plugin_uids": False}
-    layers = confinement._isolate(_Control(), isolation, os.getppid())  # type: ignore[arg-type]
+    layers = confinement._isolate(_Control(), -1, isolation, os.getppid())  # type: ignore[arg-type]
     assert layers == ["missing:pidns", "missing:ipcns"]

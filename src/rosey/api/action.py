@@ -32,7 +32,7 @@ class Permission(enum.StrEnum):
 class Request(BaseModel):
     """Base of every request model: unknown fields are errors, values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 #: A plugin name as a request carries it. Any string is accepted here: an unknown name is the

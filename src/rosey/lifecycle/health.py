@@ -29,6 +29,8 @@ class PingStreak:
     ping has succeeded: ``failures`` is the number of failed pings newer than the newest success.
     """
 
+    __slots__ = ("_failed", "_last_ok")
+
     def __init__(self) -> None:
         self._last_ok = 0
         self._failed: set[int] = set()
@@ -83,6 +85,8 @@ class CommandWindow:
     No I/O and no clock: the caller passes monotonic ``now``. Outcomes older than ``window_s``
     are dropped as time passes; the counts are kept incrementally so recording is O(1).
     """
+
+    __slots__ = ("_errors", "_outcomes", "window_s")
 
     def __init__(self, window_s: float) -> None:
         if not window_s > 0:

@@ -26,6 +26,14 @@ class StartGate:
         self.slots = slots if slots is not None else max(2, 2 * (os.cpu_count() or 1))
         self.hold_s = hold_s
         self._semaphore = asyncio.Semaphore(self.slots)
+        #: Data folders readied by plugins waiting for a slot, at once (``PluginLife``): few,
+        #: so the worker threads stay free for the slots' own steps.
+        self.preparing = asyncio.Semaphore(max(1, self.slots // 2))
+
+    @property
+    def full(self) -> bool:
+        """Every slot is taken: a start now waits for one."""
+        return self._semaphore.locked()
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:

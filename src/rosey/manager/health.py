@@ -103,7 +103,8 @@ class HealthMonitor:
         self._sampling = True
         #: The body of every ping: the pid it is for.
         self.ping_body = wire.encode({"pid": self.pid})
-        self._tasks = TaskSet(log, f"{self.name}: health action %s failed")
+        #: A restart in progress (created when one is needed: most plugins never need it).
+        self._tasks: TaskSet | None = None
 
     async def run(self) -> None:
         """Beat on the shared timer until cancelled."""
@@ -111,10 +112,12 @@ class HealthMonitor:
         self.process.sample()  # the CPU baseline
         beat.add(self)
         try:
-            await asyncio.Event().wait()  # the beat does the work; this only holds the place
+            # The beat does the work; a bare future (never resolved) only holds the place.
+            await asyncio.get_running_loop().create_future()
         finally:
             beat.remove(self)
-            await self._tasks.cancel_all()
+            if self._tasks is not None:
+                await self._tasks.cancel_all()
 
     # -- called by the beat ---------------------------------------------------------------------
 
@@ -171,6 +174,8 @@ class HealthMonitor:
 
     def _act(self, reason: str, *, kill: bool) -> None:
         """Restart for ``reason`` in a task of its own: a polite stop takes time, the beat none."""
+        if self._tasks is None:
+            self._tasks = TaskSet(log, f"{self.name}: health action %s failed")
         self._tasks.spawn(
             self.target.restart_unhealthy(reason, kill=kill), name=f"unhealthy:{self.name}"
         )
@@ -294,8 +299,11 @@ class HealthBeat:
             loop.call_later(timeout, self._expire, tokens, timeout)
 
     def _expire(self, tokens: list[str], timeout: float) -> None:
-        for token in tokens:
-            self._finish(token, f"no answer within {timeout:g} s")
+        late = [token for token in tokens if token in self._pending]  # most were answered
+        if late:
+            error = f"no answer within {timeout:g} s"
+            for token in late:
+                self._finish(token, error)
 
     async def _on_reply(self, msg: Message) -> None:
         token = msg.subject.rpartition(".")[2]

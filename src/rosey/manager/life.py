@@ -15,6 +15,7 @@ built on this; what status reads is ``rosey.manager.record.PluginRecord``, below
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -42,7 +43,7 @@ from rosey.manager.spawnspec import spawn_spec
 from rosey.plugins.discovery import DiscoveredPlugin
 from rosey.protocol.manifest import Manifest
 from rosey.sandbox.logs import write_marker
-from rosey.sandbox.process import PluginProcess
+from rosey.sandbox.process import PluginProcess, SpawnSpec
 
 __all__ = ["PluginLife"]
 
@@ -222,20 +223,20 @@ class PluginLife(PluginRecord):
 
     async def _run_once(self) -> Ended | None:
         """One process from spawn to exit; None when a stop request ended it."""
+        try:
+            spec = spawn_spec(self.ctx, self.name, self.folder, self.manifest)
+        except (OSError, RoseyError) as exc:
+            return self._spawn_failed(exc)
+        if self.ctx.start_gate.full:
+            await self._ready_folder_ahead(spec)
         async with self.ctx.start_gate.slot():  # spawn → ready: mostly CPU
             if self._stop_event.is_set():
                 self._finish_stop(None)
                 return None
             try:
-                spec = spawn_spec(self.ctx, self.name, self.folder, self.manifest)
                 process = await self.ctx.spawner.spawn(spec)
             except (OSError, RoseyError) as exc:
-                if self._stop_event.is_set():
-                    self._finish_stop(None)
-                    return None
-                failed = StartFailed(self.name, f"cannot spawn: {exc}")
-                failed.__cause__ = exc  # _after_exit reads it: some causes need an operator
-                return Ended(None, start_error=failed)
+                return self._spawn_failed(exc)
             run = self._run = Run(process)
             self._mark(f"started (pid {process.pid})")
             try:
@@ -289,6 +290,31 @@ class PluginLife(PluginRecord):
         except BaseException:
             process.kill_tree()  # cancelled (the bot is going down hard): leave nothing
             raise
+
+    def _spawn_failed(self, exc: OSError | RoseyError) -> Ended | None:
+        """No process: a failed start (``exc`` its cause), or None when a stop came first."""
+        if self._stop_event.is_set():
+            self._finish_stop(None)
+            return None
+        failed = StartFailed(self.name, f"cannot spawn: {exc}")
+        failed.__cause__ = exc  # _after_exit reads it: some causes need an operator
+        return Ended(None, start_error=failed)
+
+    async def _ready_folder_ahead(self, spec: SpawnSpec) -> None:
+        """Ready the data folder while waiting for a start slot (many plugins start at once).
+
+        A cold folder is a quota image to create and mount: processes to wait for, not CPU,
+        so it need not hold one of the few slots. The spawn's own ``prepare`` then finds it
+        mounted (a stat). A failure is left to that one to report.
+        """
+        prepare = getattr(self.ctx.spawner, "prepare", None)
+        if prepare is None:
+            return
+        async with self.ctx.start_gate.preparing:
+            if self._stop_event.is_set():
+                return
+            with contextlib.suppress(OSError, RoseyError):
+                await asyncio.to_thread(prepare, spec)
 
     # -- a reload's handover ----------------------------------------------------------------
 

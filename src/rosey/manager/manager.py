@@ -41,6 +41,7 @@ from rosey.manager.directory import Commands, unavailable_reason
 from rosey.manager.events import StateEvents, subscribe_outcomes
 from rosey.manager.ordering import run_in_order
 from rosey.manager.overlay import effective_manifest
+from rosey.manager.spawnspec import check_once
 from rosey.manager.status import build_status
 from rosey.manager.supervisor import PluginSupervisor
 from rosey.plugins.declared import command_docs
@@ -249,6 +250,7 @@ class PluginManager:
         as all its dependencies are ready (never before). A dependency that cannot get ready
         leaves its dependents stopped, with the reason in their status."""
         deps = self._deps
+        await check_once(self.ctx)
         await run_in_order(deps.resolution.start_order, deps.graph.__getitem__, self._start_one)
 
     async def _start_one(self, name: str) -> None:

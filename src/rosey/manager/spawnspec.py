@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -10,6 +11,16 @@ from rosey.manager.context import ManagerContext
 from rosey.protocol.manifest import Manifest
 from rosey.sandbox import environments, uids
 from rosey.sandbox.process import ResourceLimits, SpawnSpec
+
+
+async def check_once(ctx: ManagerContext) -> None:
+    """Run the one-time checks ``spawn_spec`` makes (whether plugin uids can run the runtime:
+    a probe process, ~0.1 s) in a thread, before a start-all: the first spawn would otherwise
+    block the event loop, and every plugin starting with it, for that long."""
+    security = ctx.config.security
+    if security.plugin_uids and os.geteuid() == 0:
+        first, _ = security.plugin_uid_range
+        await asyncio.to_thread(uids.unavailable, first, ctx.config.state_dir.resolve())
 
 
 def spawn_spec(ctx: ManagerContext, name: str, folder: Path, manifest: Manifest) -> SpawnSpec:

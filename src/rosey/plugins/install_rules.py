@@ -14,11 +14,12 @@ reason at once before anything on disk or in the bot changes:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
+from typing import TYPE_CHECKING
 
 from rosey.plugins.graph import resolve
+
+if TYPE_CHECKING:  # packaging is imported by the checks that use it (installs, not the bot)
+    from packaging.version import Version
 
 __all__ = [
     "claim_problems",
@@ -32,6 +33,8 @@ __all__ = [
 
 def parse_version(text: str) -> Version | tuple[int, ...]:
     """A comparable version: PEP 440 when it parses, else the numeric semver core."""
+    from packaging.version import InvalidVersion, Version
+
     try:
         return Version(text)
     except InvalidVersion:
@@ -40,6 +43,8 @@ def parse_version(text: str) -> Version | tuple[int, ...]:
 
 
 def _older_or_equal(new: str, old: str) -> bool:
+    from packaging.version import Version
+
     a, b = parse_version(new), parse_version(old)
     if isinstance(a, Version) and isinstance(b, Version):
         return a <= b
@@ -63,6 +68,8 @@ def rosey_version_problem(requires: str | None, rosey_version: str) -> str | Non
     """``requires_rosey`` (a PEP 440 range) must admit this Rosey."""
     if requires is None:
         return None
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
     try:
         admitted = SpecifierSet(requires).contains(rosey_version, prereleases=True)
     except InvalidSpecifier:

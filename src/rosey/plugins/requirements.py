@@ -6,6 +6,9 @@ requirements are the same set (in any order, spelling or case: ``Six==1.16.0`` a
 ``six == 1.16.0``) get the same key, hence share one environment; any change to the set, or to
 the runtime the environment is built for (the interpreter, the SDK's own pins, where the rosey
 package lives), gives another key, hence a new environment.
+
+``packaging`` is imported by the functions that parse requirements, not with the module: a
+bot whose plugins have no requirements never loads it.
 """
 
 from __future__ import annotations
@@ -15,9 +18,6 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
 
 __all__ = [
     "KEY_LENGTH",
@@ -43,6 +43,9 @@ def normalize(text: str) -> str:
 
     ``ValueError`` (``InvalidRequirement``) when ``text`` is not PEP 508.
     """
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
     req = Requirement(text)
     out: str = canonicalize_name(req.name)
     if req.extras:
@@ -113,7 +116,7 @@ def _mentions(text: str, name: str) -> int | None:
 def _exactly(text: str, requirement: str) -> int | None:
     """Where ``text`` quotes ``requirement`` as written or in its normal form, or None."""
     spellings = {requirement, requirement.replace(" ", "")}
-    with contextlib.suppress(InvalidRequirement):
+    with contextlib.suppress(ValueError):  # InvalidRequirement
         spellings.add(normalize(requirement))
     found = [
         match.start()
@@ -137,6 +140,9 @@ def blame(output: str, requirements: Sequence[str]) -> Blame:
     exact = {text: _exactly(reason, text) for text in requirements}
     named = {text: where for text, where in exact.items() if where is not None}
     if not named:
+        from packaging.requirements import InvalidRequirement, Requirement
+        from packaging.utils import canonicalize_name
+
         for text in requirements:
             try:
                 name = canonicalize_name(Requirement(text).name)

@@ -18,8 +18,6 @@ half-copied plugin, then keeps the old one under ``versions/``. Every step has i
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import json
 import os
@@ -42,6 +40,8 @@ _AT_FDCWD = -100
 
 def _renameat2() -> Callable[..., int] | None:
     """libc's ``renameat2``, or None (an old libc)."""
+    import ctypes.util  # here: only a reload or update swaps folders
+
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     found: Callable[..., int] | None = getattr(libc, "renameat2", None)
     return found
@@ -54,6 +54,8 @@ def exchange(a: Path, b: Path) -> None:
         result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
         if result == 0:
             return
+        import ctypes
+
         code = ctypes.get_errno()
         if code not in (errno.EINVAL, errno.ENOSYS):  # EINVAL: the filesystem cannot exchange
             raise OSError(code, os.strerror(code), str(a))

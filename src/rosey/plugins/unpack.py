@@ -17,14 +17,18 @@ import os
 import posixpath
 import shutil
 import stat
-import tarfile
-import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
 from rosey.errors import SourceError, SourceNotFound
+
+# tarfile and zipfile are imported where an archive is read: a running bot that installs
+# nothing does not carry them.
+if TYPE_CHECKING:
+    import tarfile
+    import zipfile
 
 __all__ = [
     "LIMITS",
@@ -126,6 +130,9 @@ def source_kind(source: Path) -> Literal["folder", "tar", "zip"]:
     if not source.is_file():
         raise SourceError(str(source), "is neither a folder nor a file")
     name = source.name.lower()
+    import tarfile
+    import zipfile
+
     if zipfile.is_zipfile(source):
         return "zip"
     try:
@@ -230,6 +237,8 @@ def _tar_member(info: tarfile.TarInfo) -> Member:
 
 
 def _unpack_tar(source: Path, into: Path, limits: Limits) -> None:
+    import tarfile
+
     try:
         with tarfile.open(source, "r:*") as archive:
             infos = []
@@ -260,6 +269,8 @@ def _zip_member(info: zipfile.ZipInfo, archive: zipfile.ZipFile) -> Member:
 
 
 def _unpack_zip(source: Path, into: Path, limits: Limits) -> None:
+    import zipfile
+
     try:
         with zipfile.ZipFile(source) as archive:
             infos = archive.infolist()

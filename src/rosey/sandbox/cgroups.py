@@ -21,6 +21,7 @@ import hashlib
 import itertools
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from rosey.sandbox.limits import (
 )
 from rosey.sandbox.stats import CgroupCounters
 
-__all__ = ["GROUP_PREFIX", "CgroupGroup", "PluginCgroup", "family_name"]
+__all__ = ["GROUP_PREFIX", "AttachPrimer", "CgroupGroup", "PluginCgroup", "family_name"]
 
 log = logging.getLogger("rosey.sandbox")
 
@@ -162,6 +163,43 @@ class PluginCgroup:
         return removed
 
 
+class AttachPrimer:
+    """Takes the kernel's cgroup attach lock ahead of a plugin's move into its leaf.
+
+    The first write to a ``cgroup.procs`` after a quiet moment waits for a whole RCU grace
+    period (the global threadgroup lock switching to its writer mode: ~6-25 ms here), and
+    writes that follow within that period do not. A spawn therefore primes it (``prime``, at
+    its start) with a move of nothing: this process into the cgroup it is in already, in a
+    thread of its own; by the time the new process exists (the fork server's round trip) and
+    is moved, the wait is over or shorter. Errors are ignored: the lock was taken either way.
+    """
+
+    def __init__(self, procs: Path | None) -> None:
+        """``procs``: the ``cgroup.procs`` of a cgroup this process is in (None: never)."""
+        self.procs = procs
+        self._busy = threading.Lock()
+
+    def prime(self) -> bool:
+        """Start a priming write unless one is under way; whether one was started."""
+        if self.procs is None or not self._busy.acquire(blocking=False):
+            return False
+        try:
+            threading.Thread(target=self._write, name="rosey cgroup primer", daemon=True).start()
+        except RuntimeError:  # no thread now (the interpreter is ending): nothing to gain
+            self._busy.release()
+            return False
+        return True
+
+    def _write(self) -> None:
+        try:
+            assert self.procs is not None
+            _write(self.procs, str(os.getpid()))
+        except OSError:
+            pass
+        finally:
+            self._busy.release()
+
+
 class CgroupGroup:
     """One bot's cgroup folders, and the factory of its plugin leaves."""
 
@@ -174,6 +212,8 @@ class CgroupGroup:
         self.dirs: dict[str, Path] = {}
         #: Limit controller → version, for the controllers this group could really enable.
         self.enforcing: dict[str, str] = {}
+        #: Primes the attach lock for the next move (``Sandbox.prepare``), once ``open``.
+        self.primer = AttachPrimer(None)
 
     @property
     def layers(self) -> list[str]:
@@ -195,6 +235,10 @@ class CgroupGroup:
                 log.warning("sandbox: cannot create cgroup %s: %s", folder, exc)
                 continue
             self.dirs[hierarchy] = folder
+            if self.primer.procs is None or hierarchy != UNIFIED:
+                # Ours, where this process is: a v1 one first (no rule against processes
+                # in a cgroup that has children, as v2 has).
+                self.primer = AttachPrimer(own / "cgroup.procs")
         for controller, (version, _) in self.host.controllers.items():
             hierarchy = UNIFIED if version == "v2" else controller
             if hierarchy not in self.dirs:

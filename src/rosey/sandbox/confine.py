@@ -224,6 +224,8 @@ class Sandbox:
     def prepare(self, spec: SpawnSpec) -> None:
         """The ``prepare`` hook of ``PlainSpawner`` (before the exec): the data folder, under
         its quota. Blocking; ``DataQuotaExceeded`` when the folder is over its quota already."""
+        if self._group is not None:
+            self._group.primer.prime()  # its move into its cgroup, soon: see AttachPrimer
         if self.quota is None:
             spec.data_dir.mkdir(parents=True, exist_ok=True)
         else:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -167,6 +168,11 @@ def fork_plugin(
     if len(fds) != FDS:
         raise ValueError(f"a request carries {FDS} descriptors, not {len(fds)}")
     read_end, write_end = os.pipe()
+    # Everything alive here goes to the collector's permanent generation: the plugin's
+    # collections (a full one comes sooner or later) never walk, and so never write to, the
+    # pages it shares with this server. Measured: a trivial plugin's own USS after one
+    # gc.collect(), ~10 MiB without this, ~5.5 MiB with it.
+    gc.freeze()
     try:
         intermediate = os.fork()
     except OSError:
@@ -222,6 +228,21 @@ def serve(sock: socket.socket, entry: Entry, parent: int) -> int:
             return 0
 
 
+def settle_types() -> None:
+    """Give every class loaded here its method-cache version tag now.
+
+    The interpreter tags a class (two words of the class object) the first time an attribute
+    lookup goes through its cache: done here once, a forked plugin does not write them into
+    the hundreds of class objects it shares with this server (measured: ~60 KiB less of a
+    trivial plugin's own memory, for about 5 ms here at start).
+    """
+    probe = "__rosey_version_tag__"
+    for found in gc.get_objects():
+        if isinstance(found, type):
+            with contextlib.suppress(Exception):  # a metaclass's __getattr__ may object
+                getattr(found, probe, None)
+
+
 def _option(argv: list[str], name: str) -> str:
     try:
         return argv[argv.index(name) + 1]
@@ -245,6 +266,7 @@ def main(argv: list[str]) -> int:
     preload = getattr(module, "preload", None)
     if callable(preload):
         preload()
+    settle_types()
     sock = socket.socket(fileno=fd)
     sock.send(json.dumps({"ready": os.getpid()}).encode())
     return serve(sock, entry, parent)

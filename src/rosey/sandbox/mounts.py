@@ -31,6 +31,8 @@ class MountEntry:
 
 def _unescape(field: str) -> str:
     """mountinfo writes space, tab, newline and backslash as ``\\ooo`` octal escapes."""
+    if "\\" not in field:
+        return field  # nearly every field: no character-by-character walk
     out: list[str] = []
     i = 0
     while i < len(field):

@@ -16,7 +16,9 @@ The runner does it to itself, after reading its bootstrap and before any plugin 
    manager sees "exit 1" or "signal 9" as before. Its child is *init*, pid 1 inside, which only
    reaps. Init's child is the plugin, pid 2: an ordinary process, so a plugin that kills
    itself, aborts or gets SIGTERM before its handlers are installed dies as it always did
-   (pid 1 ignores every signal it has no handler for, SIGKILL from inside included).
+   (pid 1 ignores every signal it has no handler for, SIGKILL from inside included). Both
+   forks skip the interpreter's at-fork work (``fork_bare``), and the waiter and init run as
+   little Python as they can: what they write of the pages they share is copied for them.
 
 The plugin leads a session and process group of its own (as the runner did). The manager's
 SIGTERM/SIGINT to the runner's group (or to the waiter's pid) reaches the waiter, which passes
@@ -31,13 +33,18 @@ Pure parts (``flags_for``, ``id_map``, ``layer_names``, ``relay_plan``) are tabl
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import ctypes
 import enum
+import gc
+import importlib
 import os
+import select
 import signal
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, NoReturn
+from typing import Any, Literal, NoReturn
 
 from rosey.sandbox import prctl
 
@@ -266,19 +273,57 @@ class Branch:
     note_fd: int = -1
 
 
-def branch() -> Branch:
+def _load_bare_fork() -> Callable[[], int] | None:
+    try:  # PyDLL: called with the interpreter's lock held, as os.fork calls fork(2)
+        function: Callable[[], int] = ctypes.PyDLL(None, use_errno=True).fork
+    except (OSError, AttributeError):
+        return None
+    return function
+
+
+_bare_fork = _load_bare_fork()
+
+
+def fork_bare() -> int:
+    """``fork(2)`` without the interpreter's at-fork work, when this process has one thread.
+
+    ``os.fork`` runs the Python at-fork handlers (threading's, logging's, random's) in the child:
+    they write ~0.7 MiB of inherited pages, which the kernel copies into init and again into
+    the plugin (measured with bench/plugin_start.py). With a single thread there is nothing for
+    them to repair (no lock held by a thread that is gone, the thread keeps its identity), and
+    ``random`` needs no new seed: the runner got its own when it was started or forked, and
+    neither helper draws from it. With other threads, or without a libc ``fork`` to call, this
+    is ``os.fork``.
+    """
+    if _bare_fork is None or _thread._count() != 0:
+        return os.fork()
+    pid = _bare_fork()
+    if pid < 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"fork: {os.strerror(errno)}")
+    return pid
+
+
+def branch(close: Sequence[int] = ()) -> Branch:
     """Fork the waiter → init → plugin chain into the namespaces ``enter`` prepared.
 
     Returns once in each of the three processes. Init (pid 1 inside) dies with the waiter
     (death signal, armed before the lifeline is checked so that no window is left); the
     plugin needs no death signal: when init dies, the kernel kills the whole namespace.
+    ``close``: descriptors the waiter and init close (the plugin keeps them).
+
+    The waiter and init run as little Python as they can (``fork_bare``, handlers set with
+    plain numbers): every inherited page they write is copied for them, and a page both one of
+    them and the plugin write is held three times (bench/plugin_start.py, idle tree USS).
     """
     note_r, note_w = os.pipe()
     life_r, life_w = os.pipe()
-    init = os.fork()
+    # The collector never walks (and so never writes to) what the three share from here on.
+    gc.freeze()
+    init = fork_bare()
     if init:
-        os.close(note_w)
-        os.close(life_r)
+        for fd in (note_w, life_r, *close):
+            os.close(fd)
         # The lifeline's write end stays open, unused, until the waiter dies.
         return Branch(Role.WAITER, init, note_r)
     os.close(note_r)
@@ -287,8 +332,10 @@ def branch() -> Branch:
     if not parent_alive(life_r):
         os._exit(70)
     os.close(life_r)
-    plugin = os.fork()
+    plugin = fork_bare()
     if plugin:
+        for fd in close:
+            os.close(fd)
         return Branch(Role.INIT, plugin, note_w)
     os.close(note_w)
     # A session (and process group) of its own, as the runner had before: SIGTERM sent to
@@ -301,35 +348,42 @@ def branch() -> Branch:
 #: gets the group's copy too), so each reaches the plugin exactly once.
 RELAYED = {signal.SIGTERM: signal.SIGUSR1, signal.SIGINT: signal.SIGUSR2}
 
+#: The same in plain numbers, both ways, and what init ignores: the helpers' handlers run no
+#: enum code (``signal.signal``'s Python wrapper does, and each object touched is a page
+#: copied); ``_signal`` is the C module behind ``signal``.
+_TO_INIT = {int(original): int(relayed) for original, relayed in RELAYED.items()}
+_TO_PLUGIN = {relayed: original for original, relayed in _TO_INIT.items()}
+_IGNORED_BY_INIT = (int(signal.SIGTERM), int(signal.SIGINT), int(signal.SIGHUP))
+_c_signal: Any = importlib.import_module("_signal")
+
 
 def forward_to_init(init: int) -> None:
     """Waiter: pass SIGTERM/SIGINT on to init, as SIGUSR1/SIGUSR2."""
 
     def handler(signum: int, _frame: object) -> None:
         with contextlib.suppress(OSError):
-            os.kill(init, RELAYED[signal.Signals(signum)])
+            os.kill(init, _TO_INIT[signum])
 
-    for signum in RELAYED:
-        signal.signal(signum, handler)
+    for signum in _TO_INIT:
+        _c_signal.signal(signum, handler)
 
 
 def forward_to_plugin(plugin: int) -> None:
     """Init: SIGUSR1/SIGUSR2 from the waiter become SIGTERM/SIGINT for the plugin's group (its
     pid while it has not made the group yet); SIGTERM/SIGINT/SIGHUP to init are ignored."""
-    back = {relayed: original for original, relayed in RELAYED.items()}
 
     def handler(signum: int, _frame: object) -> None:
-        original = back[signal.Signals(signum)]
+        original = _TO_PLUGIN[signum]
         with contextlib.suppress(OSError):
             try:
                 os.killpg(plugin, original)
             except ProcessLookupError:
                 os.kill(plugin, original)
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_IGN)
-    for signum in back:
-        signal.signal(signum, handler)
+    for signum in _IGNORED_BY_INIT:
+        _c_signal.signal(signum, _c_signal.SIG_IGN)
+    for signum in _TO_PLUGIN:
+        _c_signal.signal(signum, handler)
 
 
 def init_loop(plugin: int, note_fd: int) -> NoReturn:
@@ -356,15 +410,19 @@ def init_loop(plugin: int, note_fd: int) -> NoReturn:
 
 
 def arm_death_signal() -> None:
-    """Die with our parent (cleared by ``fork`` and by every change of credentials)."""
-    with contextlib.suppress(OSError):
-        prctl.set_death_signal(signal.SIGKILL)
+    """Die with our parent (cleared by ``fork`` and by every change of credentials).
+
+    Init runs this: plain ``try`` and a plain number (no context manager, no enum code)."""
+    try:  # noqa: SIM105
+        prctl.set_death_signal(_SIGKILL)
+    except OSError:
+        pass
+
+
+_SIGKILL = int(signal.SIGKILL)
 
 
 def parent_alive(lifeline_fd: int) -> bool:
     """False once the waiter is gone (its end of the lifeline closed); ``getppid`` is 0 here."""
-    os.set_blocking(lifeline_fd, False)
-    try:
-        return os.read(lifeline_fd, 1) != b""
-    except BlockingIOError:
-        return True
+    readable, _, _ = select.select([lifeline_fd], [], [], 0)
+    return not readable  # the waiter never writes: readable is its end closed

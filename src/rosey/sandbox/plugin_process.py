@@ -16,8 +16,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Sequence
-
-import psutil
+from typing import TYPE_CHECKING
 
 from rosey.errors import describe_exit
 from rosey.protocol import control
@@ -29,6 +28,9 @@ from rosey.sandbox.logs import IntakeBudget, RotatingLog, StreamTail, pump
 from rosey.sandbox.spec import SpawnSpec
 from rosey.sandbox.stats import CgroupCounters, TreeSample, TreeSampler
 from rosey.sandbox.stopping import Step, escalate
+
+if TYPE_CHECKING:
+    import psutil
 
 __all__ = ["Confine", "Confinement", "PluginProcess"]
 
@@ -196,6 +198,8 @@ class PluginProcess:
         pid). An orphan that left the group before any of those saw it escapes: the reason
         cgroups are the layer that matters here.
         """
+        import psutil  # only without a cgroup (off an idle manager's memory)
+
         untracked: dict[int, psutil.Process] = {}
         if self.confinement.members() is None:
             untracked.update((p.pid, p) for p in self._snapshot)
@@ -210,6 +214,8 @@ class PluginProcess:
                 proc.kill()
 
     def _descendants(self) -> list[psutil.Process]:
+        import psutil  # see kill_tree
+
         if self._proc.returncode is not None:
             return []  # its orphans were re-parented: a tree walk cannot find them any more
         try:
@@ -246,6 +252,8 @@ class PluginProcess:
                 task.cancel()
         self._writer.close()
         self._log.close()
+        if self._sampler is not None:
+            self._sampler.close()  # its counter files kept open
         if self._exited.done():
             self._proc.close()  # our ends of its pipes, even if an orphan still holds theirs
         try:

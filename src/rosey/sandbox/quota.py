@@ -121,7 +121,13 @@ class DataQuota:
         self.note: str | None = "not opened yet"
         self._layers: dict[str, str] = {}  # plugin → the layer its folder got
         self._mounted: dict[str, Path] = {}  # plugin → its mounted data folder
-        self._lock = threading.Lock()  # one prepare at a time: mounts and the table
+        #: The tables (``_mounted``, ``_layers``, ``_watched``) and the warden's mount list.
+        self._lock = threading.Lock()
+        #: One prepare per plugin at a time; different plugins' run at once (``mkfs`` and
+        #: ``mount`` are processes of their own: 100 cold plugins must not queue behind one).
+        self._plugin_locks: dict[str, threading.Lock] = {}
+        self._preparing = 0  # prepares under way (``release_all`` waits for them)
+        self._idle = threading.Condition(self._lock)
         self._watched: list[QuotaWatch] = []
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -170,6 +176,8 @@ class DataQuota:
             self._thread.join(timeout=5)
             self._thread = None
         with self._lock:
+            # A prepare still under way would mount after this: let it finish first.
+            self._idle.wait_for(lambda: self._preparing == 0, timeout=30)
             for name, folder in list(self._mounted.items()):
                 quota_image.unmount(str(folder))
                 if self.warden is not None:
@@ -193,33 +201,46 @@ class DataQuota:
         """
         folder = data_dir.resolve()
         with self._lock:
-            layer = WATCH
-            if self.layer == LOOP:
-                started = time.monotonic()
-                try:
-                    reused = self._prepare_loop(name, folder, quota_mb)
-                except OSError as exc:
-                    log.warning(
-                        "%s: no quota filesystem for its data folder (%s); falling back to %s",
-                        name,
-                        exc,
-                        WATCH,
-                    )
-                else:
-                    layer = LOOP
-                    log.debug(
-                        "%s: data folder %s in %.1f ms",
-                        name,
-                        "reused" if reused else "mounted",
-                        (time.monotonic() - started) * 1000,
-                    )
-            if layer == WATCH:
-                folder.mkdir(parents=True, exist_ok=True)
-                used = folder_bytes(folder)
-                if used > quota_mb * MIB:
-                    raise DataQuotaExceeded(name, str(folder), to_mb(used), quota_mb)
+            plugin_lock = self._plugin_locks.setdefault(name, threading.Lock())
+            self._preparing += 1
+        try:
+            with plugin_lock:
+                return self._prepare(name, folder, quota_mb)
+        finally:
+            with self._lock:
+                self._preparing -= 1
+                self._idle.notify_all()
+
+    def _prepare(self, name: str, folder: Path, quota_mb: int) -> str:
+        """``prepare``, with ``name``'s own lock held (not the tables' one)."""
+        layer = WATCH
+        if self.layer == LOOP:
+            started = time.monotonic()
+            try:
+                reused = self._prepare_loop(name, folder, quota_mb)
+            except OSError as exc:
+                log.warning(
+                    "%s: no quota filesystem for its data folder (%s); falling back to %s",
+                    name,
+                    exc,
+                    WATCH,
+                )
+            else:
+                layer = LOOP
+                log.debug(
+                    "%s: data folder %s in %.1f ms",
+                    name,
+                    "reused" if reused else "mounted",
+                    (time.monotonic() - started) * 1000,
+                )
+        if layer == WATCH:
+            folder.mkdir(parents=True, exist_ok=True)
+            used = folder_bytes(folder)
+            if used > quota_mb * MIB:
+                raise DataQuotaExceeded(name, str(folder), to_mb(used), quota_mb)
+        with self._lock:
             self._layers[name] = layer
-            return layer
+        return layer
 
     def watch(self, name: str, pid: int, data_dir: Path, quota_mb: int) -> QuotaWatch | None:
         """Measure ``pid``'s data folder until ``forget``; None if ``pid`` is gone already."""
@@ -251,8 +272,14 @@ class DataQuota:
         """Mount (or keep) ``name``'s image on ``folder``; True when it was mounted already."""
         image = self.images / f"{name}.img"
         wanted = quota_mb * MIB
-        current = mounts.mount_at(mounts.read_mounts(), str(folder))
-        if current is not None and self._mounted.get(name) == folder:
+        with self._lock:
+            ours = self._mounted.get(name) == folder
+        # A restart finds its image mounted already: a stat tells, not a parse of every mount
+        # of the machine (hundreds with many plugins); anything else reads the mount table.
+        mounted = (ours and os.path.ismount(folder)) or (
+            mounts.mount_at(mounts.read_mounts(), str(folder)) is not None
+        )
+        if mounted and ours:
             action = resize_action(image.stat().st_size, wanted)
             if action == "keep":
                 return True
@@ -271,7 +298,7 @@ class DataQuota:
                 log.warning("%s: cannot grow its data quota while in use (%s)", name, exc)
                 return True
             self._forget_mount(name, folder)
-        elif current is not None:
+        elif mounted:
             raise OSError(errno.EBUSY, f"something else is mounted on {folder}")
         folder.mkdir(parents=True, exist_ok=True)
         self.images.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -290,15 +317,17 @@ class DataQuota:
                 image.unlink(missing_ok=True)
             raise
         quota_image.mount(image, folder, adopt=created)
-        self._mounted[name] = folder
-        if self.warden is not None:
-            self.warden.watch_mount(folder)
+        with self._lock:
+            self._mounted[name] = folder
+            if self.warden is not None:
+                self.warden.watch_mount(folder)
         return False
 
     def _forget_mount(self, name: str, folder: Path) -> None:
-        self._mounted.pop(name, None)
-        if self.warden is not None:
-            self.warden.forget_mount(folder)
+        with self._lock:
+            self._mounted.pop(name, None)
+            if self.warden is not None:
+                self.warden.forget_mount(folder)
 
     # --- quota-watch ----------------------------------------------------------------------
 

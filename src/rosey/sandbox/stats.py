@@ -14,25 +14,35 @@ tenth of the CPU: the manager samples every plugin every ``health.interval_s``).
 what the cgroup is charged for (anonymous and mapped file pages it faulted in), the figure its
 kernel limit holds it to; pages a forked plugin shares with the fork server are charged there.
 Open files are then counted in ``/proc/PID/fd`` only where no ``RLIMIT_NOFILE`` holds each
-process already (``count_files``). Without a cgroup, or when a counter is missing, psutil walks
-the tree as before.
+process already (``count_files``). The counter files stay open between samples and are read
+with ``pread`` (``CounterFiles``): opening a cgroup file costs the kernel a path walk, several
+times the read itself (sampling was half of an idle manager's CPU). ``TreeSampler.close()``
+lets them go; past a budget of descriptors (an eighth of ``RLIMIT_NOFILE``), a file is opened
+for each read.
+Without a cgroup, or when a counter is missing, psutil walks the tree as before (and only then
+is psutil imported).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import resource
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-import psutil
+from typing import TYPE_CHECKING, ClassVar
 
 from rosey.sandbox.limits import MIB, ResourceLimits
+
+if TYPE_CHECKING:
+    import psutil
 
 __all__ = [
     "CPU_TOLERANCE",
     "CgroupCounters",
+    "CounterFiles",
     "TreeSample",
     "TreeSampler",
     "exceeded",
@@ -129,6 +139,71 @@ def _read(path: Path) -> str | None:
         os.close(fd)
 
 
+class CounterFiles:
+    """Small kernel files kept open and read from their start (``pread``) at every sample.
+
+    The files kept open by all samplers together stay under an eighth of the process's soft
+    ``RLIMIT_NOFILE`` (``budget()``: 128 of the usual 1024, the files of 32 plugins), so that a
+    manager with many plugins keeps its descriptors for spawning (each running plugin holds
+    about five of its own); a file over the budget, or after ``close()``, is read the old way:
+    open, read, close. A file that cannot be opened now is tried again at the next read. A
+    failed read closes the file (a removed cgroup's files fail with ``ENODEV``).
+    """
+
+    __slots__ = ("_fds",)
+
+    #: Files kept open by every ``CounterFiles`` of this process, and the most it may keep.
+    kept_total: ClassVar[int] = 0
+    _budget: ClassVar[int | None] = None
+
+    def __init__(self) -> None:
+        self._fds: dict[Path, int] | None = {}
+
+    @classmethod
+    def budget(cls) -> int:
+        """How many files all samplers may keep open (an eighth of the soft NOFILE limit)."""
+        if cls._budget is None:
+            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+            cls._budget = 1024 if soft == resource.RLIM_INFINITY else max(0, soft // 8)
+        return cls._budget
+
+    @property
+    def kept(self) -> int:
+        """How many files are open now."""
+        return len(self._fds or ())
+
+    def read(self, path: Path) -> str | None:
+        """The text of ``path`` now; None when it cannot be read."""
+        fds = self._fds
+        fd = None if fds is None else fds.get(path)
+        if fd is None:
+            if fds is None or CounterFiles.kept_total >= self.budget():
+                return _read(path)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                return _read(path) if exc.errno in (errno.EMFILE, errno.ENFILE) else None
+            fds[path] = fd
+            CounterFiles.kept_total += 1
+        try:
+            return os.pread(fd, 65536, 0).decode("ascii", "replace")
+        except OSError:
+            self._drop(path)
+            return None
+
+    def _drop(self, path: Path) -> None:
+        fd = self._fds.pop(path) if self._fds else None
+        if fd is not None:
+            CounterFiles.kept_total -= 1
+            os.close(fd)
+
+    def close(self) -> None:
+        """Close every kept file; from now on each read opens and closes its file."""
+        for path in list(self._fds or ()):
+            self._drop(path)
+        self._fds = None
+
+
 def _open_files(pid: int) -> int:
     try:
         return len(os.listdir(f"/proc/{pid}/fd"))
@@ -156,11 +231,18 @@ class TreeSampler:
         self._count_files = count_files
         self._handles: dict[int, psutil.Process] = {}
         self._cpu_before: tuple[float, float] | None = None  # (monotonic, CPU seconds)
+        self._files = CounterFiles()
+
+    def close(self) -> None:
+        """Close the counter files kept open (a later sample reads them without keeping)."""
+        self._files.close()
 
     def _pids(self) -> set[int]:
         found = self._members() if self._members is not None else None
         if found is not None:
             return set(found) | {self.pid}
+        import psutil  # only without a cgroup: not in an idle manager's memory
+
         try:
             root = psutil.Process(self.pid)
             return {self.pid} | {p.pid for p in root.children(recursive=True)}
@@ -173,21 +255,22 @@ class TreeSampler:
 
     def sample(self) -> TreeSample | None:
         """The tree now; None once the plugin process is gone."""
-        listed = _read(self._counters.procs) if self._counters and self._counters.procs else None
+        counters = self._counters
+        listed = self._files.read(counters.procs) if counters and counters.procs else None
         pids = {int(line) for line in listed.split()} if listed is not None else self._pids()
         if self.pid not in pids:
             return None
-        if self._counters is not None:
-            counted = self._from_counters(self._counters, pids)
+        if counters is not None:
+            counted = self._from_counters(counters, pids)
             if counted is not None:
                 return counted
         return self._from_proc(pids)
 
     def _from_counters(self, counters: CgroupCounters, pids: set[int]) -> TreeSample | None:
         """A few cgroup files instead of psutil; None when one cannot be read (fall back)."""
-        cpu_text = _read(counters.cpu)
-        memory_text = _read(counters.memory)
-        tasks_text = _read(counters.tasks)
+        cpu_text = self._files.read(counters.cpu)
+        memory_text = self._files.read(counters.memory)
+        tasks_text = self._files.read(counters.tasks)
         if cpu_text is None or memory_text is None or tasks_text is None:
             return None
         cpu_s = parse_cpu_usage(counters.cpu.name, cpu_text)
@@ -209,6 +292,8 @@ class TreeSampler:
         )
 
     def _from_proc(self, pids: set[int]) -> TreeSample | None:
+        import psutil  # see _pids
+
         for gone in set(self._handles) - pids:
             del self._handles[gone]
         processes = threads = fds = 0

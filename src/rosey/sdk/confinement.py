@@ -47,7 +47,7 @@ def harden(parent_pid: int) -> None:
 
 
 def _isolate(
-    control_channel: ControlChannel, isolation: dict[str, Any], parent_pid: int
+    control_channel: ControlChannel, control_fd: int, isolation: dict[str, Any], parent_pid: int
 ) -> list[str]:
     """Namespaces and the plugin's own uid, before any plugin code; the layer names.
 
@@ -73,12 +73,14 @@ def _isolate(
         print(f"rosey runner: namespace unavailable, {reason}", file=sys.stderr)
         layers.append("missing:" + reason.partition(":")[0])
     if outcome.flags & namespaces.CLONE_NEWPID:
-        place = namespaces.branch()
-        if place.role is not namespaces.Role.PLUGIN:
-            control_channel.close()  # neither the waiter nor init runs plugin code or talks
-            if place.role is namespaces.Role.INIT:
-                namespaces.init_loop(place.child, place.note_fd)
-            harden(parent_pid)  # re-armed: a new user namespace may have cleared it
+        # Re-armed (a new user namespace may have cleared it) before the fork: this process
+        # becomes the waiter, which then runs no more than it must (see ``branch``).
+        harden(parent_pid)
+        # Neither the waiter nor init runs plugin code or talks: they close the channel.
+        place = namespaces.branch(close=(control_fd,))
+        if place.role is namespaces.Role.INIT:
+            namespaces.init_loop(place.child, place.note_fd)
+        if place.role is namespaces.Role.WAITER:
             namespaces.wait_and_relay(place.child, place.note_fd)
         # The plugin, pid 2: the pid the manager knows (its status and health answers) is the
         # waiter's, which is how everything outside names this tree.
@@ -150,8 +152,12 @@ def _unreachable(boot: BootstrapMessage) -> str | None:
     return None
 
 
-def confine_self(control_channel: ControlChannel, boot: BootstrapMessage, parent_pid: int) -> None:
+def confine_self(
+    control_channel: ControlChannel, control_fd: int, boot: BootstrapMessage, parent_pid: int
+) -> None:
     """Put this process under every layer the bootstrap asks for, then report them.
+
+    ``control_fd``: the channel's descriptor (closed in the namespace helpers).
 
     Order: namespaces and uid (may fork), Landlock and dropped capabilities, seccomp last,
     just before plugin code is imported. A layer that cannot be had is either fatal (Landlock
@@ -160,7 +166,7 @@ def confine_self(control_channel: ControlChannel, boot: BootstrapMessage, parent
     layers: list[str] = []
     isolation = boot.get("isolation")
     if isolation is not None:
-        layers += _isolate(control_channel, isolation, parent_pid)
+        layers += _isolate(control_channel, control_fd, isolation, parent_pid)
         if "uid" in layers and (problem := _unreachable(boot)) is not None:
             control_channel.send_now(control.failed(f"cannot start the plugin: {problem}"))
             sys.exit(1)

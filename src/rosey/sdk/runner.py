@@ -163,7 +163,7 @@ def run(fd: int, parent: int, *, forked: bool = False) -> int:
     boot = channel.read_bootstrap()
     if forked:
         harden(parent)
-    confine_self(channel, boot, parent)
+    confine_self(channel, fd, boot, parent)
     code = asyncio.run(serve(channel, boot))
     sys.stdout.flush()
     return code

@@ -10,6 +10,9 @@ Two sources:
 Labels are bounded: ``plugin`` is only ever the name of a plugin the manager knows (an outcome
 for any other name is dropped), ``state`` one of the seven states, ``outcome`` ``ok`` or
 ``error``. No text a user or a plugin chose ends up in a label.
+
+prometheus_client and psutil are imported when metrics are first needed (a scrape, or the
+first command outcome to count), not with the bot: an unscraped bot does not carry them.
 """
 
 from __future__ import annotations
@@ -18,14 +21,13 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import psutil
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from typing import TYPE_CHECKING, Any
 
 from rosey.lifecycle.states import State
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Seconds a scrape waits for one plugin's health ping before it reports no latency.
@@ -79,6 +81,8 @@ def families(
     plugins: Sequence[PluginSample], *, broker_connected: bool, event_clients: int
 ) -> list[Metric]:
     """The scrape-time metric families for ``plugins`` (pure: a table in, metrics out)."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
     label = ["plugin"]
     up = GaugeMetricFamily("rosey_plugin_up", "1 when the plugin is running, else 0", labels=label)
     state = GaugeMetricFamily(
@@ -145,20 +149,12 @@ def families(
             error_rate, backoff, backoff_s, ping, broker, clients]  # fmt: skip
 
 
-class _Snapshot(Collector):
-    """Yields the families set for the scrape in progress."""
-
-    def __init__(self) -> None:
-        self.current: list[Metric] = []
-
-    def collect(self) -> Iterable[Metric]:
-        return list(self.current)
-
-
 class CommandMetrics:
     """``rosey_commands_total{plugin,outcome}`` and ``rosey_command_duration_seconds{plugin}``."""
 
     def __init__(self, registry: CollectorRegistry, known: Callable[[str], bool]) -> None:
+        from prometheus_client import Counter, Histogram
+
         self._known = known
         self.total = Counter(
             "rosey_commands", "chat commands answered", ["plugin", "outcome"], registry=registry
@@ -182,30 +178,68 @@ class CommandMetrics:
         return True
 
 
+class _Snapshot:
+    """Yields the families set for the scrape in progress (a prometheus_client collector)."""
+
+    def __init__(self) -> None:
+        self.current: list[Metric] = []
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self.current)
+
+
+class _Registry:
+    """The registry and what is registered in it, built on first use."""
+
+    def __init__(self, known: Callable[[str], bool]) -> None:
+        from prometheus_client import CollectorRegistry
+
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.commands = CommandMetrics(self.registry, known)
+        self.snapshot = _Snapshot()
+        self.registry.register(self.snapshot)  # duck-typed: a collector is what has collect()
+
+
 class Metrics:
     """The face's registry: command metrics that accumulate, status families per scrape."""
 
     def __init__(self, known: Callable[[str], bool]) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.commands = CommandMetrics(self.registry, known)
-        self._snapshot = _Snapshot()
-        self.registry.register(self._snapshot)
+        self._known = known
+        self._built: _Registry | None = None
         self._lock = asyncio.Lock()
+
+    def _registry(self) -> _Registry:
+        if self._built is None:
+            self._built = _Registry(self._known)
+        return self._built
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        return self._registry().registry
+
+    @property
+    def commands(self) -> CommandMetrics:
+        return self._registry().commands
 
     async def render(self, current: list[Metric]) -> bytes:
         """The text exposition with ``current`` as the scrape-time families."""
+        from prometheus_client import generate_latest
+
+        built = self._registry()
         async with self._lock:  # one scrape at a time uses the snapshot
-            self._snapshot.current = current
+            built.snapshot.current = current
             try:
-                return generate_latest(self.registry)
+                return generate_latest(built.registry)
             finally:
-                self._snapshot.current = []
+                built.snapshot.current = []
 
 
 def tree_cpu_seconds(pid: int | None) -> float | None:
     """User + system CPU seconds of ``pid`` and its descendants (and their reaped children)."""
     if pid is None:
         return None
+    import psutil
+
     try:
         root = psutil.Process(pid)
         members = [root, *root.children(recursive=True)]
