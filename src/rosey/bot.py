@@ -14,6 +14,7 @@ import functools
 import json
 import logging
 import os
+import resource
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -41,6 +42,7 @@ from rosey.router.parse import ParsedCommand
 from rosey.router.router import Caller, Router
 from rosey.sandbox.cgroups import family_name
 from rosey.sandbox.confine import open_sandbox
+from rosey.sandbox.limits import manager_open_files
 from rosey.sandbox.sdnotify import notify
 from rosey.security.broker_cgroup import BrokerCgroup
 from rosey.security.buckets import create_bucket, delete_bucket
@@ -77,6 +79,7 @@ class Bot:
         state_dir = self.config.state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
         notify(STATUS="starting")  # also takes NOTIFY_SOCKET out of what children inherit
+        _raise_open_files()
         async with contextlib.AsyncExitStack() as stack:
             sandbox = await stack.enter_async_context(
                 open_sandbox(
@@ -288,6 +291,17 @@ class Bot:
     def _remove_signal_handlers(loop: asyncio.AbstractEventLoop) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+
+
+def _raise_open_files() -> None:
+    """More descriptors for the manager (``limits.manager_open_files`` says why and how many)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = manager_open_files(soft, hard)
+    if wanted is not None:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (OSError, ValueError) as exc:
+            log.warning("cannot raise the open-files limit from %d to %d: %s", soft, wanted, exc)
 
 
 def _core_bus(

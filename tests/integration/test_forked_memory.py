@@ -1,18 +1,23 @@
 """What keeps a forked plugin's tree small (issue 13, "idle plugin USS"; figures in
 bench/plugin_start.py): the fork server preloads every module the runner needs after the fork,
-the namespace helpers fork without the interpreter's at-fork work, and the waiter → init →
-plugin chain still ends exactly as the plugin did, as root and unprivileged."""
+the namespace helpers fork without the interpreter's at-fork work and never return from
+``branch``, and the waiter → init → plugin chain still ends exactly as the plugin did, relays a
+stop, and takes the namespace along when the waiter dies, as root and unprivileged."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import select
 import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import psutil
 import pytest
 from test_forkserver import box, fork_spawner, until_ready  # noqa: F401 (box: a fixture)
 
@@ -151,12 +156,7 @@ _CHAIN = textwrap.dedent(
     kept_r, kept_w = os.pipe()
     outcome = namespaces.enter(namespaces.Request(pid=True, ipc=True))
     assert outcome.flags & namespaces.CLONE_NEWPID, outcome.missing
-    place = namespaces.branch(close=(kept_w,))
-    if place.role is namespaces.Role.INIT:
-        namespaces.init_loop(place.child, place.note_fd)
-    if place.role is namespaces.Role.WAITER:
-        os.close(kept_r)
-        namespaces.wait_and_relay(place.child, place.note_fd)
+    namespaces.branch(close=(kept_w,))  # returns only in the plugin
     assert (os.getpid(), os.getppid()) == (2, 1)
     os.write(kept_w, b"kept")  # the plugin keeps what the helpers close
     how = sys.argv[1]
@@ -181,3 +181,73 @@ def test_the_chain_ends_as_the_plugin_did_as_root_and_unprivileged(
         argv = privilege.command_as(privilege.prepare(tmp_path)[0], argv)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     assert done.returncode == returncode, done.stderr
+
+
+_IDLE = textwrap.dedent(
+    """
+    import os, signal, sys
+    from rosey.sandbox import namespaces
+
+    outcome = namespaces.enter(namespaces.Request(pid=True, ipc=True))
+    assert outcome.flags & namespaces.CLONE_NEWPID, outcome.missing
+    namespaces.branch()
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(7))
+    os.write(1, b"ready\\n")
+    while True:
+        signal.pause()
+    """
+)
+
+
+def _start_idle(tmp_path: Path, who: str) -> tuple[subprocess.Popen[bytes], list[psutil.Process]]:
+    """The waiter, once the plugin is up; and init and the plugin (outside pids)."""
+    argv = [sys.executable, "-I", "-c", _IDLE]
+    if who == "unprivileged":
+        argv = privilege.command_as(privilege.prepare(tmp_path)[0], argv)
+    waiter = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert waiter.stdout is not None
+    ready, _, _ = select.select([waiter.stdout], [], [], 30)
+    if not ready or waiter.stdout.readline() != b"ready\n":
+        waiter.kill()
+        _, err = waiter.communicate(timeout=30)
+        pytest.fail(f"the plugin did not start: {err.decode()}")
+    return waiter, psutil.Process(waiter.pid).children(recursive=True)
+
+
+def _end(waiter: subprocess.Popen[bytes], helpers: list[psutil.Process]) -> None:
+    """Kill what is left of the tree (something is only if the test failed)."""
+    for helper in helpers:  # by pid: psutil refuses a process whose parent changed
+        with contextlib.suppress(OSError):
+            os.kill(helper.pid, signal.SIGKILL)
+    waiter.kill()
+    waiter.communicate(timeout=30)
+
+
+@pytest.mark.parametrize("who", ["root", "unprivileged"])
+def test_the_waiter_relays_sigterm_sent_to_its_pid_alone(tmp_path: Path, who: str) -> None:
+    """The plugin leads its own group: only the waiter's relay (through init) can bring it this
+    SIGTERM."""
+    waiter, helpers = _start_idle(tmp_path, who)
+    try:
+        waiter.send_signal(signal.SIGTERM)
+        assert waiter.wait(timeout=30) == 7  # the plugin's handler's code, relayed
+    finally:
+        _end(waiter, helpers)
+
+
+@pytest.mark.parametrize("who", ["root", "unprivileged"])
+def test_the_namespace_dies_with_the_waiter(tmp_path: Path, who: str) -> None:
+    """SIGKILL to the waiter alone (not its group): init dies of its death signal, and the
+    kernel kills the plugin with it."""
+    waiter, helpers = _start_idle(tmp_path, who)
+    try:
+        assert len(helpers) == 2, helpers  # init and the plugin
+        gone = [os.pidfd_open(helper.pid) for helper in helpers]
+        waiter.kill()
+        waiter.wait(timeout=30)
+        for fd in gone:
+            readable, _, _ = select.select([fd], [], [], 30)  # readable: the process ended
+            os.close(fd)
+            assert readable, "init or the plugin outlived the waiter"
+    finally:
+        _end(waiter, helpers)

@@ -14,6 +14,7 @@ from rosey.sandbox.limits import (
     Setting,
     cpu_quota_us,
     limit_reason,
+    manager_open_files,
     parse_counter,
     rlimit_values,
     v1_settings,
@@ -193,3 +194,20 @@ def test_intake_budget_holds_output_back_past_its_rate(
 ) -> None:
     budget = IntakeBudget(rate=10, burst=20)
     assert [budget.spend(size, at) for size, at in writes] == pytest.approx(pauses)
+
+
+@pytest.mark.parametrize(
+    ("soft", "hard", "wanted"),
+    [
+        (1024, 524288, 65536),  # systemd's default pair: raised to what the manager wants
+        (1024, 4096, 4096),  # a tight hard limit: up to it
+        (1024, resource.RLIM_INFINITY, 65536),
+        (65536, 524288, None),  # already there
+        (100000, 524288, None),  # never lowered
+        (4096, 4096, None),  # nothing to gain
+    ],
+)
+def test_the_manager_raises_its_open_files_within_the_hard_limit(
+    soft: int, hard: int, wanted: int | None
+) -> None:
+    assert manager_open_files(soft, hard) == wanted

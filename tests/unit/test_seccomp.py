@@ -128,3 +128,23 @@ def test_every_rule_names_a_known_syscall_on_every_arch() -> None:
     for arch in ARCHES.values():
         assert {rule.syscall for rule in seccomp.POLICY} <= set(arch.numbers)
         assert len(set(arch.numbers.values())) == len(arch.numbers)
+
+
+@pytest.mark.skipif(seccomp.current_arch() is None, reason="no seccomp table for this ABI")
+def test_the_filters_prepared_ahead_are_the_ones_compiled_on_the_spot() -> None:
+    """The fork server compiles both filters once (``prepare``); a forked plugin installs
+    those bytes, which must be exactly what ``install`` would have compiled itself."""
+    arch = seccomp.current_arch()
+    assert arch is not None
+    saved = dict(seccomp._compiled)
+    try:
+        seccomp._compiled.clear()
+        seccomp.prepare()
+        for network in (False, True):
+            program = seccomp.compile_filter(arch, seccomp.policy(network=network))
+            raw = b"".join(struct.pack("=HBBI", *insn) for insn in program)
+            assert seccomp._compiled[network] == (len(program), raw)
+        assert seccomp._compiled[False] != seccomp._compiled[True]  # the grant shows
+    finally:
+        seccomp._compiled.clear()
+        seccomp._compiled.update(saved)

@@ -113,14 +113,21 @@ async def run_until_exit(
 ) -> int:
     """Run ``monitor`` (the health checks) until ``stop`` is set (``STOP``), the process exits
     (``EXIT``) or ``handover`` is set (``HANDOVER``: a reload's new instance takes over); the
-    monitor is cancelled and awaited either way. Exit is awaited, never polled."""
+    monitor is cancelled and awaited either way. Exit is awaited, never polled; on ``EXIT``
+    the rest of its tree is killed and its output read to the end (bounded) before returning."""
     watcher = asyncio.create_task(monitor, name=f"health monitor of {process.name}")
     watcher.add_done_callback(_monitor_done)
-    waits = [stop.wait(), process.wait()]
+    waits = [stop.wait(), process.exited()]  # the exit itself, not the end of its output
     if handover is not None:
         waits.append(handover.wait())
     try:
         first, _ = await first_of(*waits)
+        if first == EXIT:
+            # What is left of its tree would die with it, in its own time: kill it now, and
+            # the pipes close at once; then its last words are read (``limit_reason`` and the
+            # crash report look for them).
+            process.kill_tree()
+            await process.wait()
     finally:
         watcher.cancel()
         await asyncio.wait([watcher])

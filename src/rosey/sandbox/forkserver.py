@@ -7,7 +7,8 @@ and calls its ``preload()``, then waits for requests from the bot on the socket 
 of a ``SOCK_SEQPACKET`` pair; ``rosey.sandbox.forkspawner`` holds the other). A forked child
 starts from that state: ready in milliseconds, sharing the imported code's pages.
 
-What it holds is what every plugin may see: imported modules. No event loop, no thread, no
+What it holds is what every plugin may see: imported modules (and what ``preload`` readies
+from them, e.g. the compiled seccomp filters). No event loop, no thread, no
 connection, no secret (credentials travel bot → plugin on the plugin's control socket, which
 passes through here as a file descriptor and is never read), and a scrubbed environment. It is
 not dumpable (so neither is anything forked from it: the flag survives ``fork``) and dies with

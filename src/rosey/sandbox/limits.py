@@ -25,6 +25,11 @@ import resource
 from dataclasses import dataclass
 
 MIB = 1024 * 1024
+#: The manager's own soft ``RLIMIT_NOFILE`` is raised to at least this, within the hard limit:
+#: each supervised plugin holds about 9 descriptors in the bot (control socket, log pipes,
+#: pidfd, kept cgroup counter files), so the common soft default of 1024 would cap a bot at
+#: ~100 plugins. Plugins get their own ``open_files`` limit; nothing here uses ``select``.
+MANAGER_OPEN_FILES = 65536
 #: CFS period used for ``cpu_percent`` (see the module notes for why not the 100 ms default).
 CPU_PERIOD_US = 250_000
 
@@ -156,3 +161,12 @@ def parse_counter(text: str, key: str) -> int:
             except ValueError:
                 return 0
     return 0
+
+
+def manager_open_files(soft: int, hard: int, want: int = MANAGER_OPEN_FILES) -> int | None:
+    """The soft ``RLIMIT_NOFILE`` the manager should set, or None to leave ``soft`` as it is.
+
+    Raised to ``want`` within ``hard`` (``RLIM_INFINITY`` is -1); never lowered.
+    """
+    ceiling = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    return ceiling if ceiling > soft else None

@@ -18,7 +18,8 @@ The runner does it to itself, after reading its bootstrap and before any plugin 
    itself, aborts or gets SIGTERM before its handlers are installed dies as it always did
    (pid 1 ignores every signal it has no handler for, SIGKILL from inside included). Both
    forks skip the interpreter's at-fork work (``fork_bare``), and the waiter and init run as
-   little Python as they can: what they write of the pages they share is copied for them.
+   little Python as they can (they never return from ``branch``): what they write of the pages
+   they share is copied for them.
 
 The plugin leads a session and process group of its own (as the runner did). The manager's
 SIGTERM/SIGINT to the runner's group (or to the waiter's pid) reaches the waiter, which passes
@@ -36,7 +37,6 @@ from __future__ import annotations
 import _thread
 import contextlib
 import ctypes
-import enum
 import gc
 import importlib
 import os
@@ -254,25 +254,6 @@ def wait_and_relay(child: int, note_fd: int) -> NoReturn:
     _die_like(kind, number)
 
 
-class Role(enum.Enum):
-    """Which of the three processes ``branch`` returned in."""
-
-    WAITER = "waiter"
-    INIT = "init"
-    PLUGIN = "plugin"
-
-
-@dataclass(frozen=True)
-class Branch:
-    """Where ``branch`` returned: the role, the child to wait for, the note pipe's end."""
-
-    role: Role
-    #: Waiter: init's pid (outside view). Init: the plugin's pid (inside view). Plugin: 0.
-    child: int = 0
-    #: Waiter: read end of the note pipe. Init: write end. Plugin: -1.
-    note_fd: int = -1
-
-
 def _load_bare_fork() -> Callable[[], int] | None:
     try:  # PyDLL: called with the interpreter's lock held, as os.fork calls fork(2)
         function: Callable[[], int] = ctypes.PyDLL(None, use_errno=True).fork
@@ -304,17 +285,26 @@ def fork_bare() -> int:
     return pid
 
 
-def branch(close: Sequence[int] = ()) -> Branch:
-    """Fork the waiter → init → plugin chain into the namespaces ``enter`` prepared.
+def branch(close: Sequence[int] = ()) -> None:
+    """Fork the waiter → init → plugin chain into the namespaces ``enter`` prepared; return
+    only in the plugin.
 
-    Returns once in each of the three processes. Init (pid 1 inside) dies with the waiter
-    (death signal, armed before the lifeline is checked so that no window is left); the
-    plugin needs no death signal: when init dies, the kernel kills the whole namespace.
+    This process stays outside as the waiter (``wait_and_relay``); its child is init, pid 1
+    inside (``init_loop``); init's child is the plugin, pid 2, which returns. Init dies with
+    the waiter (death signal, armed before the lifeline is checked so that no window is left);
+    the plugin needs no death signal: when init dies, the kernel kills the whole namespace.
     ``close``: descriptors the waiter and init close (the plugin keeps them).
 
-    The waiter and init run as little Python as they can (``fork_bare``, handlers set with
-    plain numbers): every inherited page they write is copied for them, and a page both one of
-    them and the plugin write is held three times (bench/plugin_start.py, idle tree USS).
+    Init, not the waiter, forks the plugin: a plugin whose parent is outside the namespace is
+    re-parented outside when the waiter is killed, and init's exit (the namespace's end) then
+    waits until a reaper out there collects it (with the bot killed, 91 of 100 trees were
+    still alive 1 s later in bench/supervisors.py).
+
+    The helpers never return from here: every Python frame they leave, object they build or
+    code they run writes inherited pages, which the kernel then copies for them (returning
+    their role to the caller cost ~120 kB in each; bench/plugin_start.py, idle USS per
+    process). For the same reason they fork with ``fork_bare`` and set their handlers with
+    plain numbers; and a page both one of them and the plugin write is held three times.
     """
     note_r, note_w = os.pipe()
     life_r, life_w = os.pipe()
@@ -325,7 +315,7 @@ def branch(close: Sequence[int] = ()) -> Branch:
         for fd in (note_w, life_r, *close):
             os.close(fd)
         # The lifeline's write end stays open, unused, until the waiter dies.
-        return Branch(Role.WAITER, init, note_r)
+        wait_and_relay(init, note_r)
     os.close(note_r)
     os.close(life_w)
     arm_death_signal()
@@ -336,12 +326,11 @@ def branch(close: Sequence[int] = ()) -> Branch:
     if plugin:
         for fd in close:
             os.close(fd)
-        return Branch(Role.INIT, plugin, note_w)
+        init_loop(plugin, note_w)
     os.close(note_w)
     # A session (and process group) of its own, as the runner had before: SIGTERM sent to
     # the runner's group reaches the waiter and init, and through them this group once.
     os.setsid()
-    return Branch(Role.PLUGIN)
 
 
 #: How the waiter passes a stop signal on to init: init ignores SIGTERM/SIGINT themselves (it

@@ -130,6 +130,14 @@ class PluginProcess:
         await asyncio.wait(self._pumps, timeout=0.5)
         return code
 
+    async def exited(self) -> int:
+        """Wait for the process itself to exit, not for its pipes to close; its return code.
+
+        What a restart waits for: ``stop`` then kills what is left of its tree first, so the
+        pipes close at once instead of when the rest of the tree gets round to dying.
+        """
+        return await asyncio.shield(self._exited)
+
     async def send(self, message: ControlMessage) -> None:
         """Write one control message; a dead peer is not an error here (exit is seen by wait)."""
         try:

@@ -39,7 +39,7 @@ import platform
 import struct
 from dataclasses import dataclass
 
-__all__ = ["ARCHES", "POLICY", "Arch", "Rule", "compile_filter", "install"]
+__all__ = ["ARCHES", "POLICY", "Arch", "Rule", "compile_filter", "install", "prepare"]
 
 # Classic BPF, as seccomp takes it (linux/filter.h, linux/seccomp.h).
 _LD_W_ABS = 0x20
@@ -298,6 +298,26 @@ def current_arch() -> Arch | None:
     return ARCHES.get(platform.machine())
 
 
+#: The compiled filters of this process's ABI, by ``network`` grant: (instructions, bytes).
+#: Filled by ``prepare`` (the fork server, once: a forked plugin then only installs it).
+_compiled: dict[bool, tuple[int, bytes]] = {}
+
+
+def _program(arch: Arch, network: bool) -> tuple[int, bytes]:
+    """The filter for ``arch`` as the kernel takes it: instruction count and packed bytes."""
+    program = compile_filter(arch, policy(network=network))
+    return len(program), b"".join(struct.pack("=HBBI", *insn) for insn in program)
+
+
+def prepare() -> None:
+    """Compile both filters now (with and without the ``network`` grant): ``install`` in a
+    process forked after this only hands the bytes to the kernel."""
+    arch = current_arch()
+    if arch is not None:
+        for network in (False, True):
+            _compiled[network] = _program(arch, network)
+
+
 def install(*, network: bool) -> list[str]:
     """Install the filter on the calling process and all its threads; the layer names.
 
@@ -307,10 +327,9 @@ def install(*, network: bool) -> list[str]:
     arch = current_arch()
     if arch is None:
         raise OSError(errno.ENOSYS, f"no seccomp table for {platform.machine()}")
-    program = compile_filter(arch, policy(network=network))
-    raw = b"".join(struct.pack("=HBBI", *insn) for insn in program)
+    count, raw = _compiled.get(network) or _program(arch, network)
     buffer = ctypes.create_string_buffer(raw, len(raw))
-    prog = _SockFprog(len(program), ctypes.cast(buffer, ctypes.c_void_p))
+    prog = _SockFprog(count, ctypes.cast(buffer, ctypes.c_void_p))
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         err = ctypes.get_errno()

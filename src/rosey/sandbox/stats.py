@@ -143,11 +143,12 @@ class CounterFiles:
     """Small kernel files kept open and read from their start (``pread``) at every sample.
 
     The files kept open by all samplers together stay under an eighth of the process's soft
-    ``RLIMIT_NOFILE`` (``budget()``: 128 of the usual 1024, the files of 32 plugins), so that a
-    manager with many plugins keeps its descriptors for spawning (each running plugin holds
-    about five of its own); a file over the budget, or after ``close()``, is read the old way:
-    open, read, close. A file that cannot be opened now is tried again at the next read. A
-    failed read closes the file (a removed cgroup's files fail with ``ENODEV``).
+    ``RLIMIT_NOFILE`` (``budget()``: 8192 of the 65536 the bot raises it to; 128 of a plain
+    1024), so that a manager with many plugins keeps its descriptors for spawning (each
+    running plugin holds about five of its own); a file over the budget, or after
+    ``close()``, is read the old way: open, read, close. A file that cannot be opened now is
+    tried again at the next read. A failed read closes the file (a removed cgroup's files
+    fail with ``ENODEV``).
     """
 
     __slots__ = ("_fds",)

@@ -77,11 +77,7 @@ def _isolate(
         # becomes the waiter, which then runs no more than it must (see ``branch``).
         harden(parent_pid)
         # Neither the waiter nor init runs plugin code or talks: they close the channel.
-        place = namespaces.branch(close=(control_fd,))
-        if place.role is namespaces.Role.INIT:
-            namespaces.init_loop(place.child, place.note_fd)
-        if place.role is namespaces.Role.WAITER:
-            namespaces.wait_and_relay(place.child, place.note_fd)
+        namespaces.branch(close=(control_fd,))
         # The plugin, pid 2: the pid the manager knows (its status and health answers) is the
         # waiter's, which is how everything outside names this tree.
         runtime.MANAGER_PID = outside_pid
