@@ -17,14 +17,11 @@ state dir) is left alone.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import logging
 import os
-import signal
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,38 +124,16 @@ class PluginCgroup:
         )
 
     def kill(self, timeout: float = 2.0) -> int:
-        """SIGKILL everything in the leaf; how many processes were found (0 when it is empty,
-        or ``cgroup.kill`` did it, which does not tell).
+        """SIGKILL everything in the leaf; how many processes were found.
 
         Returns once every process in it has been sent SIGKILL, not once they are gone: a
         killed tree leaves in its own time (milliseconds: each process tears its memory
         down), and neither a restart nor the event loop need wait for that (``remove``
-        does, to remove the leaf). With ``cgroup.kill`` that is one write (the kernel also
-        kills what is being forked meanwhile); without, passes until one finds no process it
-        has not killed yet (a process with SIGKILL pending forks no more), bounded by
-        ``timeout``.
+        does, to remove the leaf).
         """
         if self._empty():
             return 0
-        folder = self.kill_dir
-        if (folder / "cgroup.kill").exists():
-            try:
-                _write(folder / "cgroup.kill", "1")
-                return 0
-            except OSError:
-                pass  # refused: signal them one by one
-        killed: set[int] = set()
-        deadline = time.monotonic() + timeout
-        while True:
-            fresh = [pid for pid in reaper.cgroup_pids(str(folder)) if pid not in killed]
-            if not fresh:
-                return len(killed)
-            for pid in fresh:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-            killed.update(fresh)
-            if time.monotonic() >= deadline:
-                return len(killed)
+        return reaper.kill_cgroup(str(self.kill_dir), timeout, wait=False)
 
     def events(self) -> LimitEvents:
         """OOM kills and refused forks so far (the last values read once the leaf is gone)."""

@@ -29,6 +29,8 @@ import signal
 import struct
 from pathlib import Path
 
+from rosey.sandbox import mounts
+
 LOOP_CONTROL = "/dev/loop-control"
 LOOP_SET_FD = 0x4C00
 LOOP_SET_STATUS64 = 0x4C04
@@ -44,17 +46,6 @@ _INFO64 = "QQQQQIIII64s64s32sQQ"
 #: ``struct loop_config``: fd, block size, ``loop_info64``, 8 reserved u64.
 _CONFIG = "=II" + _INFO64 + "8Q"
 _FREE_ATTEMPTS = 16
-
-_libc: list[ctypes.CDLL] = []  # loaded on first use
-
-
-def _c_library() -> ctypes.CDLL:
-    if not _libc:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
-        libc.mount.restype = ctypes.c_int
-        _libc.append(libc)
-    return _libc[0]
 
 
 def mount_flags(options: str) -> tuple[int, str]:
@@ -185,8 +176,7 @@ def bind(image: Path, *, configure: bool = True, control: str = LOOP_CONTROL) ->
 def mount_device(device: str, target: str, fstype: str, options: str) -> None:
     """``mount(2)`` of a block device; ``OSError`` naming the target."""
     flags, data = mount_flags(options)
-    libc = _c_library()
-    result: int = libc.mount(
+    result: int = mounts.libc().mount(
         os.fsencode(device), os.fsencode(target), fstype.encode(), flags, data.encode()
     )
     if result != 0:

@@ -128,9 +128,22 @@ def unmount_all(
     return failed
 
 
+_libc: list[ctypes.CDLL] = []  # loaded on first use
+
+
+def libc() -> ctypes.CDLL:
+    """The C library with ``mount``/``umount2`` typed, loaded once (not per call: a data
+    folder is mounted at every plugin start and unmounted at every stop)."""
+    if not _libc:
+        lib = ctypes.CDLL(None, use_errno=True)
+        lib.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+        lib.mount.restype = ctypes.c_int
+        _libc.append(lib)
+    return _libc[0]
+
+
 def unmount(target: str, *, lazy: bool = False) -> None:
     """``umount2(target)``; ``lazy`` detaches a busy mount (``MNT_DETACH``); ``OSError``."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.umount2(os.fsencode(target), MNT_DETACH if lazy else 0) != 0:
+    if libc().umount2(os.fsencode(target), MNT_DETACH if lazy else 0) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, os.strerror(errno), target)

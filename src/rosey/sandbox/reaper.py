@@ -33,10 +33,14 @@ def cgroup_pids(path: str) -> list[int]:
     return pids
 
 
-def kill_cgroup(path: str, timeout: float = 2.0) -> int:
+def kill_cgroup(path: str, timeout: float = 2.0, *, wait: bool = True) -> int:
     """SIGKILL every process in the cgroup at ``path`` (and below) until it is empty.
 
     Returns how many processes were found in it; bounded by ``timeout`` seconds.
+    ``wait=False``: return once every process in it has been sent SIGKILL (one ``cgroup.kill``
+    write, which also kills what is being forked meanwhile; else passes until one finds no
+    process not killed yet: one with SIGKILL pending forks no more), not once they are gone:
+    a killed tree leaves in its own time, which a restart need not wait for.
     """
     seen: set[int] = set()
     deadline = time.monotonic() + timeout
@@ -45,7 +49,8 @@ def kill_cgroup(path: str, timeout: float = 2.0) -> int:
     pause = 0.0005
     while True:
         pids = cgroup_pids(path)
-        if not pids:
+        fresh = [pid for pid in pids if pid not in seen]
+        if not pids or not (wait or fresh):
             return len(seen)
         seen.update(pids)
         if use_kill_file:
@@ -54,13 +59,17 @@ def kill_cgroup(path: str, timeout: float = 2.0) -> int:
                     fh.write("1")
             except OSError:
                 use_kill_file = False
+            else:
+                if not wait:
+                    return len(seen)
         if not use_kill_file:
-            for pid in pids:
+            for pid in pids if wait else fresh:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
         if time.monotonic() >= deadline:
             return len(seen)
-        time.sleep(pause)
+        if wait:
+            time.sleep(pause)
         pause = min(pause * 2, 0.02)
 
 
