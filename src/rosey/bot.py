@@ -237,7 +237,7 @@ class Bot:
             stack.push_async_callback(service.stop)
             http: HttpFace | None = None
             if self.config.http is not None:
-                # aiohttp and the face only when the face is on (``http: null``: not loaded).
+                # The face (and h11) only when it is on (``http: null``: not loaded).
                 from rosey.api.http.app import serve as serve_http
 
                 http = await serve_http(

@@ -22,6 +22,7 @@ RoseyError
 │   └── BusPermissionDenied ·············· the broker refused a publish or subscribe
 │       └── MissingGrant ················· ... a plugin's, naming the grant it needs
 ├── BadRequest ··························· an API request is malformed         code bad_request
+│   └── BodyTooLarge ····················· an HTTP request body over the limit (HTTP: 413)
 ├── EnvironmentBuildFailed ··············· requirements cannot be installed   code bad_request
 ├── SourceError ·························· a plugin source cannot be used     code bad_request
 │   └── SourceNotFound ··················· no such file or folder            code not_found
@@ -57,6 +58,7 @@ from typing import Literal, get_args
 __all__ = [
     "ERROR_CODES",
     "BadRequest",
+    "BodyTooLarge",
     "BrokerError",
     "BusError",
     "BusPermissionDenied",
@@ -274,6 +276,16 @@ class BadRequest(RoseyError):
     def __init__(self, problem: str) -> None:
         self.problem = problem
         super().__init__(problem)
+
+
+class BodyTooLarge(BadRequest):
+    """An HTTP request's body is over the face's limit (``length`` None: not declared)."""
+
+    def __init__(self, limit: int, length: int | None = None) -> None:
+        self.limit = limit
+        self.length = length
+        sent = f" ({length} bytes declared)" if length is not None else ""
+        super().__init__(f"the body is too large{sent}: at most {limit} bytes")
 
 
 class InvalidTransition(RoseyError):

@@ -2,7 +2,7 @@
 
 A fresh interpreter imports ``rosey.bot`` (then builds what the HTTP face builds when the bot
 starts with it on); none of the modules below may be loaded then. Each is a path the running
-bot takes only on demand: the HTTP face (``http: null`` never loads aiohttp), installing or
+bot takes only on demand: the HTTP face (``http: null`` never loads it), installing or
 updating (archives, version ranges, renameat2), plugins with ``requirements`` or a
 ``config_schema``, a sampler without a cgroup, a metrics scrape. A test that fails here means
 someone added an eager import back: move it into the function that needs it.
@@ -18,11 +18,13 @@ from pathlib import Path
 import pytest
 
 from botproc import EXAMPLE_PLUGINS, run_bot
+from httpface import HTTP_ON, http_api
 
 #: Modules (and what pulled them in before) a bot that has only started must not have loaded.
 ON_DEMAND = {
-    "aiohttp": "rosey.api.http.app (imported by the bot when the HTTP face is on)",
+    "aiohttp": "rosey.api.http.app (the face served HTTP with aiohttp.web before h11)",
     "rosey.api.http": "rosey.bot (the face is imported where it is started)",
+    "h11": "rosey.api.http.server (the face's HTTP parser, loaded when the face starts)",
     "tarfile": "rosey.plugins.unpack (installing an archive)",
     "packaging": "rosey.plugins.requirements / install_rules (requirements, requires_rosey)",
     "jsonschema": "rosey.plugins.schema_check (a plugin's config_schema)",
@@ -32,11 +34,16 @@ ON_DEMAND = {
     "wsgiref": "prometheus_client (its WSGI app)",
     "gzip": "prometheus_client (compressed exposition)",
     "ctypes.util": "rosey.plugins.store (renameat2 for a reload's swap)",
+    "importlib.metadata": "nats-py's version and pydantic's plugin lookups (both ~1.5 MiB)",
+    "rosey.sandbox.environments": "rosey.manager.spawnspec (a plugin with requirements)",
+    "rosey.manager.installer": "rosey.api.actions.install/update/remove/rollback (when run)",
 }
 
 SCRIPT = """
 import json, sys
 import rosey.bot
+from rosey.config import BotConfig
+BotConfig.model_validate({"plugins": {"dice": {"limits": {"memory_mb": 64}}}})  # as at start
 loaded = set(sys.modules)
 from rosey.api.http.metrics import Metrics
 Metrics(lambda name: True)  # what the HTTP face builds when the bot starts with it
@@ -83,14 +90,48 @@ for module in ("packaging", "prometheus_client"):
     subprocess.run([sys.executable, "-I", "-c", script], check=True, timeout=60)
 
 
-@pytest.mark.parametrize(("config", "face"), [("http: null\n", False), (None, True)])
-async def test_a_running_bot_loads_aiohttp_only_for_its_http_face(
-    tmp_path: Path, config: str | None, face: bool
+@pytest.mark.parametrize(("config", "face"), [("http: null\n", False), (HTTP_ON, True)])
+async def test_a_running_bot_never_loads_aiohttp_even_with_its_http_face(
+    tmp_path: Path, config: str, face: bool
 ) -> None:
-    """What the bot has loaded, seen from outside: aiohttp's C parser in its memory map."""
+    """What the bot has loaded, seen from outside: no aiohttp (nor its multidict and yarl) C
+    extension in its memory map, with the face serving (issue 13: ~15 MiB of the manager)."""
     async with run_bot(tmp_path, plugins_dirs=[EXAMPLE_PLUGINS / "dice"], config=config) as bot:
+        assert (bot.runtime.get("http_url") is not None) == face
+        if face:
+            async with http_api(bot) as api:
+                status, body = await api.get("/api/plugins/dice")
+            assert (status, body["result"]["state"]) == (200, "running")
         maps = memory_map(bot.pid)
-    assert ("aiohttp" in maps) == face
+    for library in ("aiohttp", "multidict", "yarl"):
+        assert library not in maps, f"the bot loaded {library}"
+
+
+def test_nats_still_reports_its_own_version() -> None:
+    """nats-py is imported without importlib.metadata; the client version it sends the broker
+    is still its own, not its fallback "0.0.0"."""
+    script = """
+import sys
+import rosey.bus
+import nats.aio.client
+assert "importlib.metadata" not in sys.modules
+import importlib.metadata
+assert nats.aio.client.__version__ == importlib.metadata.version("nats-py") != "0.0.0"
+"""
+    subprocess.run([sys.executable, "-I", "-c", script], check=True, timeout=60)
+
+
+async def test_a_running_bot_reads_no_package_metadata(tmp_path: Path) -> None:
+    """Nothing in a running bot looks installed packages up (importlib.metadata, ~1.5 MiB of an
+    idle manager): seen from outside, the C half of ``csv``, which only it imports here."""
+    async with run_bot(
+        tmp_path, plugins_dirs=[EXAMPLE_PLUGINS / "dice"], config="http: null\n"
+    ) as bot:
+        # A management request too: it builds its request model (deferred until first used).
+        reply = await bot.manage("status", {"plugin": "dice"})
+        assert reply["result"]["state"] == "running"
+        maps = memory_map(bot.pid)
+    assert "/_csv." not in maps, "the bot imported importlib.metadata (its csv is mapped)"
 
 
 def memory_map(pid: int) -> str:

@@ -6,7 +6,8 @@ The restart no longer waits for the rest of the old tree to die by itself before
 pipes): these tests show the last words still reach the crash report, the exit code is exact,
 and no process of the old tree survives the replacement; forked from the fork server as the
 bot runs plugins, with and without the bot's sandbox (cgroup leaf, rlimits). The runner's start
-path (connecting while the plugin is imported) still reports an import error as such.
+path (connecting while the plugin is imported) still reports an import error as such. An exit
+of its own (not a stop) readies the restart's cgroup move at once (``restart_ahead``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from test_manager_kit import make_config, running_manager, write_plugin
 
 from helpers import wait_gone
 from rosey.sandbox.confine import Sandbox
+from rosey.sandbox.process import Confinement, PlainSpawner, PluginProcess
 
 
 @pytest.mark.parametrize("confined", [False, True], ids=["fork-server", "sandbox"])
@@ -65,3 +67,37 @@ async def test_a_plugin_that_cannot_be_imported_fails_its_start_with_the_reason(
         assert status["state"] == "crashed"
         assert status["last_exit_code"] == 1
         assert "cannot load behave:Behave: broken at import" in status["last_error"]
+
+
+class Recording(Confinement):
+    """No layer; counts the restart hints it gets (``restart_ahead``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hints = 0
+
+    def restart_ahead(self) -> None:
+        self.hints += 1
+
+
+async def test_an_exit_of_its_own_readies_the_restart_and_a_stop_does_not(
+    nats_url: str, tmp_path: Path
+) -> None:
+    """``run_until_exit`` tells the confinement when a process ended by itself (its cgroup
+    move is primed then, ``SandboxConfinement.restart_ahead``), never when it was stopped."""
+    confinements: list[Recording] = []
+
+    def confine(_: PluginProcess) -> Confinement:
+        confinements.append(Recording())
+        return confinements[-1]
+
+    write_plugin(tmp_path / "plugins", "p", restart_policy="on-failure")
+    async with running_manager(
+        nats_url, make_config(tmp_path / "plugins", tmp_path), spawner=PlainSpawner(confine=confine)
+    ) as h:
+        await h.manager.start_plugin("p")
+        await h.command("p", "exit", "3")
+        await h.events.wait("p", "crashed")
+        await h.events.wait("p", "running", after=h.events.index("p", "crashed"))
+        await h.manager.stop_plugin("p")
+        assert [c.hints for c in confinements] == [1, 0]

@@ -282,6 +282,7 @@ async def test_layers_are_reported_and_the_cgroup_leaf_goes_with_the_process(
         )
         assert resource.prlimit(process.pid, resource.RLIMIT_NOFILE) == (256, 256)
         assert resource.prlimit(process.pid, resource.RLIMIT_CORE) == (0, 0)
+    assert sandbox.leaves_removed(timeout=5)  # by a worker thread, off the event loop
     assert [leaf for leaf in leaves if leaf.exists()] == []
 
 

@@ -21,6 +21,7 @@ import re
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from rosey.errors import (
@@ -40,8 +41,14 @@ from rosey.protocol import wire
 _BLOCK_AIOHTTP = "aiohttp" not in sys.modules
 if _BLOCK_AIOHTTP:
     sys.modules["aiohttp"] = None  # type: ignore[assignment]
+# It also reads its own version with importlib.metadata (email, zipfile, csv...: ~1.5 MiB of an
+# idle manager, issue 13) for the client version it reports; it falls back to "0.0.0" without.
+_BLOCK_METADATA = "importlib.metadata" not in sys.modules
+if _BLOCK_METADATA:
+    sys.modules["importlib.metadata"] = None  # type: ignore[assignment]
 try:
     import nats
+    import nats.aio.client
     import nats.errors
     from nats.aio.client import Client
     from nats.aio.msg import Msg
@@ -49,6 +56,11 @@ try:
 finally:
     if _BLOCK_AIOHTTP:
         del sys.modules["aiohttp"]
+    if _BLOCK_METADATA:
+        del sys.modules["importlib.metadata"]
+        # Its version as before, from its install record's folder name (nats_py-2.16.0.dist-info).
+        for _record in Path(nats.__file__).parent.parent.glob("nats_py-*.dist-info"):
+            nats.aio.client.__version__ = _record.name.split("-")[1].removesuffix(".dist")
 
 
 log = logging.getLogger("rosey.bus")

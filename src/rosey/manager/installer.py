@@ -26,7 +26,7 @@ import shutil
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import rosey
 from rosey.errors import (
@@ -37,6 +37,7 @@ from rosey.errors import (
     StartFailed,
 )
 from rosey.lifecycle.states import UP
+from rosey.manager.change_result import ChangeResult
 from rosey.manager.overlay import effective_manifest
 from rosey.plugins import install_rules as rules
 from rosey.plugins.discovery import DiscoveredPlugin, discover
@@ -53,19 +54,6 @@ log = logging.getLogger("rosey.manager")
 
 _T = TypeVar("_T")
 _LOCKS: weakref.WeakKeyDictionary[PluginManager, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-
-class ChangeResult(TypedDict):
-    """The result of install, update, rollback and remove."""
-
-    plugin: str
-    action: str
-    version: str | None
-    previous: str | None
-    #: What happened, in lines for people (chat and CLI show them).
-    report: list[str]
-    #: The plugin's STATUS afterwards (None once removed).
-    status: dict[str, Any] | None
 
 
 class Installer:

@@ -127,6 +127,7 @@ async def run_until_exit(
             # the pipes close at once; then its last words are read (``limit_reason`` and the
             # crash report look for them).
             process.kill_tree()
+            process.confinement.restart_ahead()  # a restart may follow: its cgroup move, ahead
             await process.wait()
     finally:
         watcher.cancel()

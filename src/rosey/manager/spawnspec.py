@@ -9,7 +9,7 @@ from pathlib import Path
 from rosey.errors import EnvironmentNotBuilt
 from rosey.manager.context import ManagerContext
 from rosey.protocol.manifest import Manifest
-from rosey.sandbox import environments, uids
+from rosey.sandbox import uids
 from rosey.sandbox.process import ResourceLimits, SpawnSpec
 
 
@@ -52,6 +52,8 @@ def spawn_spec(ctx: ManagerContext, name: str, folder: Path, manifest: Manifest)
             if env is not None:
                 # The environment's own group, which only the plugins using it get: other
                 # plugins' uids cannot enter it (a name no plugin can have: "env:<key>").
+                from rosey.sandbox import environments  # see _environment
+
                 gid = uids.plugin_uid(state_dir, f"env:{env.name}", first, last)
                 environments.share_with_group(env, gid)
                 groups.append(gid)
@@ -97,6 +99,10 @@ def _environment(state_dir: Path, name: str, folder: Path, manifest: Manifest) -
     environments are built at validate/install time, never at start."""
     if not manifest.requirements:
         return None
+    # Only for plugins with requirements: it pulls importlib.metadata (email, zipfile, csv...),
+    # ~1.5 MiB of a manager that runs none.
+    from rosey.sandbox import environments
+
     store = environments.EnvironmentStore(state_dir / "envs")
     if store.python_for(manifest.requirements) is None:
         command = f"rosey plugin validate --state-dir {state_dir} {folder.resolve()}"

@@ -7,11 +7,16 @@ key and list item (from the composed node tree, so aliases and flow style count 
 path, a sentence saying what is allowed (never pydantic's "Input should be ..."), and the line.
 
 Off the plugin process's import path (pydantic, YAML), like the manifest model.
+
+Imported before any model is built (``rosey.protocol.manifest`` imports it first), it also
+keeps pydantic from looking for plugins of its own (``skip_pydantic_plugins``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import sys
+import types
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,7 +25,40 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-__all__ = ["Lines", "Problem", "describe", "line_of", "load_yaml_lines", "yaml_lines"]
+__all__ = [
+    "Lines",
+    "Problem",
+    "describe",
+    "line_of",
+    "load_yaml_lines",
+    "skip_pydantic_plugins",
+    "yaml_lines",
+]
+
+#: pydantic's plugin loader, asked for plugins the first time a model is built.
+PYDANTIC_PLUGIN_LOADER = "pydantic.plugin._loader"
+
+
+def _no_plugins() -> Iterable[Any]:
+    return ()
+
+
+def skip_pydantic_plugins() -> None:
+    """Tell pydantic it has no plugins before it builds its first model, without its loader.
+
+    The loader imports ``importlib.metadata`` (with ``email``, ``zipfile``, ``csv``,
+    ``tempfile``...) and reads the entry points of every installed distribution: about 1.5 MiB
+    of an idle manager (issue 13) for plugins Rosey never uses. ``PYDANTIC_DISABLE_PLUGINS``
+    skips the scan but not the import. A loader already imported (someone in this process uses
+    pydantic plugins) is left as it is.
+    """
+    if PYDANTIC_PLUGIN_LOADER not in sys.modules:
+        loader = types.ModuleType(PYDANTIC_PLUGIN_LOADER, "Rosey: no pydantic plugins.")
+        vars(loader)["get_plugins"] = _no_plugins
+        sys.modules[PYDANTIC_PLUGIN_LOADER] = loader
+
+
+skip_pydantic_plugins()
 
 #: Path of a key or list item (``("plugins", "dice", "limits")``, ``("admins", 1)``) → line.
 Lines = Mapping[tuple[str | int, ...], int]

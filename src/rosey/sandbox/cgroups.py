@@ -9,10 +9,10 @@ Layout, in every hierarchy ``CgroupHost`` chose (our own cgroup directory there 
 process that owns the group (``n`` tells apart several sandboxes of one process). A leaf holds
 the plugin's limits; the process is moved in before its bootstrap is sent, so plugin code never
 runs outside it, and its children are born inside it. Leaves are removed when the process is
-gone, the group when the bot stops. A group of the same family whose owner is no longer running
-(the bot was SIGKILLed and its warden failed, or the machine lost power) is emptied and removed
-by the next bot on that state dir; a group whose owner still runs (a second bot on the same
-state dir) is left alone.
+gone (by a worker thread, ``rosey.sandbox.leaf_remover``), the group when the bot stops. A
+group of the same family whose owner is no longer running (the bot was SIGKILLed and its
+warden failed, or the machine lost power) is emptied and removed by the next bot on that state
+dir; a group whose owner still runs (a second bot on the same state dir) is left alone.
 """
 
 from __future__ import annotations
@@ -75,6 +75,8 @@ class PluginCgroup:
     #: Limit controller → the version enforcing it here ("v1" or "v2").
     enforcing: dict[str, str] = field(default_factory=dict)
     _events: LimitEvents | None = None
+    #: Everything in it was sent SIGKILL (``kill``): nothing can join it any more.
+    _killed: bool = False
 
     @property
     def layers(self) -> list[str]:
@@ -129,11 +131,15 @@ class PluginCgroup:
         Returns once every process in it has been sent SIGKILL, not once they are gone: a
         killed tree leaves in its own time (milliseconds: each process tears its memory
         down), and neither a restart nor the event loop need wait for that (``remove``
-        does, to remove the leaf).
+        does, to remove the leaf). Once that is done a second call does nothing: a process
+        with SIGKILL pending forks no more, so nothing new can be in the leaf (and a second
+        ``cgroup.kill`` write would wait for the kernel's cgroup lock, see ``AttachPrimer``).
         """
-        if self._empty():
+        if self._killed or self._empty():
             return 0
-        return reaper.kill_cgroup(str(self.kill_dir), timeout, wait=False)
+        found = reaper.kill_cgroup(str(self.kill_dir), timeout, wait=False)
+        self._killed = True
+        return found
 
     def events(self) -> LimitEvents:
         """OOM kills and refused forks so far (the last values read once the leaf is gone)."""
@@ -151,10 +157,14 @@ class PluginCgroup:
             forks_refused = parse_counter(_read(folder / "pids.events"), "max")
         return LimitEvents(oom_kills=oom_kills, forks_refused=forks_refused)
 
-    def remove(self) -> bool:
-        """Kill what is left, keep the final counters, remove the leaf everywhere."""
+    def keep_events(self) -> None:
+        """Read the final counters now: ``events`` answers them once the leaf is gone."""
         if self._events is None:
             self._events = self.events()
+
+    def remove(self) -> bool:
+        """Kill what is left, keep the final counters, remove the leaf everywhere."""
+        self.keep_events()
         if not self._empty():
             reaper.kill_cgroup(str(self.kill_dir))  # until it is empty: then it can go
         removed = True
@@ -179,6 +189,11 @@ class AttachPrimer:
     its start) with a move of nothing: this process into the cgroup it is in already, in a
     thread of its own; by the time the new process exists (the fork server's round trip) and
     is moved, the wait is over or shorter. Errors are ignored: the lock was taken either way.
+    A crash primes it sooner, when its tree is killed (``SandboxConfinement.restart_ahead``):
+    the restart that follows then finds the wait over. Meanwhile the kernel's cgroup mutex is
+    held, so whatever else creates, writes or removes cgroups waits too: the event loop does
+    none of that on a restart's way (``PluginCgroup.kill`` once only,
+    ``rosey.sandbox.leaf_remover``).
     """
 
     def __init__(self, procs: Path | None) -> None:

@@ -33,9 +33,10 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 from rosey.sandbox import namespaces
-from rosey.sandbox.cgroups import CgroupGroup, PluginCgroup, family_name
+from rosey.sandbox.cgroups import AttachPrimer, CgroupGroup, PluginCgroup, family_name
 from rosey.sandbox.forkspawner import ForkSpawner
 from rosey.sandbox.host import CgroupHost, detect_host
+from rosey.sandbox.leaf_remover import LeafRemover
 from rosey.sandbox.limits import LimitEvents, rlimit_values
 from rosey.sandbox.process import Confinement, PlainSpawner, PluginProcess, SpawnSpec
 from rosey.sandbox.quota import WATCH, DataQuota, QuotaWatch
@@ -82,10 +83,15 @@ class SandboxConfinement(Confinement):
         memory_by_rlimit: bool,
         quota: DataQuota | None = None,
         data_watch: QuotaWatch | None = None,
+        primer: AttachPrimer | None = None,
+        remover: LeafRemover | None = None,
     ) -> None:
         super().__init__(layers)
         self.memory_by_rlimit = memory_by_rlimit
         self.cgroup = cgroup
+        # A restart's move into its new leaf (``restart_ahead``); this leaf's removal (``release``).
+        self._primer = primer
+        self._remover = remover
         self._pgid = pgid
         self._warden = warden
         # Data-folder quota hook (sandbox/quota.py): the watch that measures its folder, if any.
@@ -102,6 +108,12 @@ class SandboxConfinement(Confinement):
         if self.cgroup is not None:
             self.cgroup.kill()
 
+    def restart_ahead(self) -> None:
+        """Its tree is killed: take the cgroup attach lock for the restart's move now
+        (``AttachPrimer``), beside the rest of the restart instead of after the fork."""
+        if self.cgroup is not None and self._primer is not None:
+            self._primer.prime()
+
     def events(self) -> LimitEvents:
         events = self.cgroup.events() if self.cgroup is not None else LimitEvents()
         if self._data_watch is not None and self._data_watch.over_mb:
@@ -112,7 +124,10 @@ class SandboxConfinement(Confinement):
         if self._quota is not None and self._data_watch is not None:
             self._quota.forget(self._data_watch)  # keeps over_mb for events()
         if self.cgroup is not None:
-            self.cgroup.remove()
+            if self._remover is not None:
+                self._remover.remove(self.cgroup)  # its rmdir may wait for the kernel's lock
+            else:
+                self.cgroup.remove()
         if self._warden is not None:
             self._warden.forget_group(self._pgid)
             self._warden = None
@@ -142,6 +157,7 @@ class Sandbox:
         self.fork_server = fork_server
         self._spawner: PlainSpawner | None = None
         self._group = CgroupGroup(self.host, family) if self.host.usable else None
+        self._remover = LeafRemover()
 
     @property
     def layers(self) -> list[str]:
@@ -219,7 +235,13 @@ class Sandbox:
             memory_by_rlimit=memory_by_rlimit,
             quota=self.quota,
             data_watch=data_watch,
+            primer=self._group.primer if self._group is not None else None,
+            remover=self._remover,
         )
+
+    def leaves_removed(self, timeout: float | None = None) -> bool:
+        """Wait until the leaves of every process gone so far are removed; False on timeout."""
+        return self._remover.idle(timeout)
 
     def prepare(self, spec: SpawnSpec) -> None:
         """The ``prepare`` hook of ``PlainSpawner`` (before the exec): the data folder, under
@@ -259,6 +281,7 @@ class Sandbox:
         unmount data folders."""
         if isinstance(self._spawner, ForkSpawner):
             self._spawner.close()
+        self._remover.close()
         if self._group is not None:
             self._group.close()
         if self.quota is not None:

@@ -86,8 +86,34 @@ class Rules:
     connect_ports: tuple[int, ...] | None
 
 
+_LIBC: list[ctypes.CDLL] = []
+
+
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
+    """The C library, loaded once per process (its functions are looked up once too): the fork
+    server loads it (``prepare``), so a forked plugin starts with it."""
+    if not _LIBC:
+        _LIBC.append(ctypes.CDLL(None, use_errno=True))
+    return _LIBC[0]
+
+
+def prepare() -> None:
+    """Load the C library and look up what ``confine`` calls (the fork server, once)."""
+    libc = _libc()
+    for function in (libc.prctl, libc.syscall):
+        function.restype = ctypes.c_int
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = (
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    )
 
 
 def abi_version() -> int:
@@ -152,19 +178,8 @@ def drop_capabilities() -> None:
         if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) < 0:
             break  # past the last capability this kernel knows
     libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
-
-    class Header(ctypes.Structure):
-        _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
-
-    class Data(ctypes.Structure):
-        _fields_ = (
-            ("effective", ctypes.c_uint32),
-            ("permitted", ctypes.c_uint32),
-            ("inheritable", ctypes.c_uint32),
-        )
-
-    header = Header(0x20080522, 0)
-    data = (Data * 2)()
+    header = _CapHeader(0x20080522, 0)
+    data = (_CapData * 2)()
     _check(libc.syscall(126, ctypes.byref(header), ctypes.byref(data)), "capset")  # SYS_capset
 
 

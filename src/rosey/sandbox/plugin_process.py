@@ -60,6 +60,9 @@ class Confinement:
     def kill(self) -> None:
         """SIGKILL every member (no-op without a cgroup)."""
 
+    def restart_ahead(self) -> None:
+        """It ended on its own and its tree is killed: a restart may follow (get ready)."""
+
     def events(self) -> LimitEvents:
         """What the kernel reported: OOM kills, refused forks."""
         return LimitEvents()

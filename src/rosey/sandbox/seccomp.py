@@ -309,13 +309,27 @@ def _program(arch: Arch, network: bool) -> tuple[int, bytes]:
     return len(program), b"".join(struct.pack("=HBBI", *insn) for insn in program)
 
 
+#: The C library with ``prctl`` and ``syscall`` looked up, once per process (``_libc``).
+_LIBC: list[ctypes.CDLL] = []
+
+
+def _libc() -> ctypes.CDLL:
+    if not _LIBC:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        libc.prctl.restype = ctypes.c_int
+        _LIBC.append(libc)
+    return _LIBC[0]
+
+
 def prepare() -> None:
-    """Compile both filters now (with and without the ``network`` grant): ``install`` in a
-    process forked after this only hands the bytes to the kernel."""
+    """Compile both filters now (with and without the ``network`` grant), and load the C
+    library: ``install`` in a process forked after this only hands the bytes to the kernel."""
     arch = current_arch()
     if arch is not None:
         for network in (False, True):
             _compiled[network] = _program(arch, network)
+    _libc()
 
 
 def install(*, network: bool) -> list[str]:
@@ -330,13 +344,11 @@ def install(*, network: bool) -> list[str]:
     count, raw = _compiled.get(network) or _program(arch, network)
     buffer = ctypes.create_string_buffer(raw, len(raw))
     prog = _SockFprog(count, ctypes.cast(buffer, ctypes.c_void_p))
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = _libc()
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"prctl(PR_SET_NO_NEW_PRIVS): {errno.errorcode.get(err, err)}")
-    syscall = libc.syscall
-    syscall.restype = ctypes.c_long
-    done = syscall(
+    done = libc.syscall(
         ctypes.c_long(arch.seccomp_nr),
         ctypes.c_long(_SECCOMP_SET_MODE_FILTER),
         ctypes.c_long(_SECCOMP_FILTER_FLAG_TSYNC),

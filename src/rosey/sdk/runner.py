@@ -225,10 +225,12 @@ def run_forked(fd: int, parent: int) -> int:
 def preload() -> None:
     """What the fork server imports besides this module: the confinement steps the runner
     would otherwise import after its bootstrap (standard library and ctypes only); and the
-    seccomp filters, compiled once here instead of in every plugin (no secret in them)."""
+    seccomp filters, compiled once here instead of in every plugin (no secret in them), and
+    the C library those steps call, loaded and looked up once here too."""
     from rosey.sandbox import landlock, namespaces, seccomp  # noqa: F401
 
     seccomp.prepare()
+    landlock.prepare()
 
 
 if __name__ == "__main__":

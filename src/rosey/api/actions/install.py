@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import Field
 
 from rosey.api.action import PluginName, Request, action
-from rosey.manager.installer import ChangeResult, Installer
+from rosey.manager.change_result import ChangeResult
 
 if TYPE_CHECKING:
     from rosey.manager.manager import PluginManager
@@ -38,6 +38,8 @@ async def run(manager: PluginManager, request: InstallRequest) -> ChangeResult:
     config and starts (a plugin that does not start is removed again).
     Result: {"plugin", "action", "version", "previous", "report": [lines], "status": STATUS}.
     """
+    from rosey.manager.installer import Installer  # only when used: not in an idle bot
+
     return await Installer(manager).install(
         request.source, yes=request.yes, expected=request.plugin
     )

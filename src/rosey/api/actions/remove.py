@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import Field
 
 from rosey.api.action import PluginRequest, action
-from rosey.manager.installer import ChangeResult, Installer
+from rosey.manager.change_result import ChangeResult
 
 if TYPE_CHECKING:
     from rosey.manager.manager import PluginManager
@@ -29,6 +29,8 @@ async def run(manager: PluginManager, request: RemoveRequest) -> ChangeResult:
     the config names directly in plugins_dir is not removed (take it out of the config).
     Result: {"plugin", "action", "version", "previous", "report": [lines], "status": null}.
     """
+    from rosey.manager.installer import Installer  # only when used: not in an idle bot
+
     return await Installer(manager).remove(request.plugin, purge=request.purge)
 
 

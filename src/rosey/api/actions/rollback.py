@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rosey.api.action import PluginRequest, action
-from rosey.manager.installer import ChangeResult, Installer
+from rosey.manager.change_result import ChangeResult
 
 if TYPE_CHECKING:
     from rosey.manager.manager import PluginManager
@@ -22,6 +22,8 @@ async def run(manager: PluginManager, request: RollbackRequest) -> ChangeResult:
     the version rolled back from is kept in turn: a second rollback undoes the first.
     Result: {"plugin", "action", "version", "previous", "report": [lines], "status": STATUS}.
     """
+    from rosey.manager.installer import Installer  # only when used: not in an idle bot
+
     return await Installer(manager).rollback(request.plugin)
 
 

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from rosey.api.action import PluginRequest, action
 from rosey.api.actions.install import YES, SourcePath
-from rosey.manager.installer import ChangeResult, Installer
+from rosey.manager.change_result import ChangeResult
 
 if TYPE_CHECKING:
     from rosey.manager.manager import PluginManager
@@ -35,6 +35,8 @@ async def run(manager: PluginManager, request: UpdateRequest) -> ChangeResult:
     is kept for rollback.
     Result: {"plugin", "action", "version", "previous", "report": [lines], "status": STATUS}.
     """
+    from rosey.manager.installer import Installer  # only when used: not in an idle bot
+
     return await Installer(manager).update(
         request.plugin, request.source, yes=request.yes, force=request.force
     )

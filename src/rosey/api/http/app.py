@@ -1,11 +1,12 @@
-"""The HTTP server (aiohttp): token check, routes over ``api/actions``, envelopes → statuses.
+"""The HTTP face's application: token check, routes over ``api/actions``, envelopes → statuses.
 
 Every request needs ``Authorization: Bearer <token>`` (compared in constant time); only the
 dashboard page, ``GET /``, also takes the token as ``?token=`` because a browser cannot send a
 header when it opens a link (the page keeps it and sends the header from then on). Every reply
 but the page, the event stream and the metrics is an envelope of DESIGN 2.6, and its HTTP
 status follows ``error.code`` (``openapi.STATUS_OF_CODE``), also for the server's own errors
-(no route, wrong method, body too large), so a client reads one shape whatever went wrong.
+(no route, wrong method, body too large, a request the server refused: ``server.py``), so a
+client reads one shape whatever went wrong.
 
 Like the chat and NATS faces this holds no behaviour of its own: each route turns the request
 into an action's fields and calls ``Action.execute``. Mutations are logged with who asked
@@ -15,27 +16,34 @@ into an action's fields and calls ``Action.execute``. Mutations are logged with 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
 import hmac
-import json
 import logging
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
-from importlib import metadata, resources
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
-
+import rosey
 from rosey.api.actions import ACTIONS
 from rosey.api.http import metrics as metrics_mod
 from rosey.api.http import openapi
-from rosey.api.http.events import STATE, VIOLATION, Broadcaster, Event, frame, gap_frame
+from rosey.api.http.events import STATE, VIOLATION, Broadcaster, frame, gap_frame
+from rosey.api.http.messages import Limits, Request, Response, Send
+from rosey.api.http.replies import (
+    dashboard_page,
+    dumps_any,
+    envelope_error,
+    json_response,
+    parse_body,
+    secured,
+    server_error,
+)
+from rosey.api.http.replies import status_for as status_for  # the face's table, re-exported
+from rosey.api.http.routing import Route, resolve, route
+from rosey.api.http.server import HttpServer
 from rosey.bus.client import EventBus, Message, Subscription
-from rosey.errors import BadRequest, RoseyError
+from rosey.errors import BadRequest, BodyTooLarge, RoseyError
 from rosey.protocol import subjects
 from rosey.protocol.text import clean
 
@@ -45,28 +53,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rosey.http")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Handler = Callable[[Request, dict[str, str]], Awaitable[Response]]
 #: Seconds between keep-alive comments on an idle event stream (proxies close silent ones).
 KEEPALIVE_S = 15.0
+#: Seconds ``stop`` gives requests in progress (open event streams are ended first).
+STOP_GRACE_S = 2.0
+#: What one client may cost (``server.Limits``); bodies as the OpenAPI description says.
+LIMITS = Limits(max_body=openapi.MAX_BODY_BYTES)
 #: The mutating actions ``POST /api/plugins/{name}/{action}`` runs: those about one plugin
 #: (the path names it; install's ``plugin`` is the name its source must hold). Their other
 #: fields (``source``, ``yes``, ``force``, ``purge``) come in the JSON body.
 POST_ACTIONS = tuple(
     name for name, a in ACTIONS.items() if a.mutating and "plugin" in a.request.model_fields
 )
-
-
-def _not_a_protocol_error(record: logging.LogRecord) -> bool:
-    """Filter for ``aiohttp.server``: a request that is not valid HTTP already got its 400;
-    aiohttp would log it at ERROR with a traceback, which anyone who can connect could repeat.
-    """
-    error = record.exc_info[1] if record.exc_info else None
-    return not isinstance(error, HttpProcessingError)
-
-
-def status_for(code: str) -> int:
-    """The HTTP status of an envelope's ``error.code``; an unknown code is a 500."""
-    return openapi.STATUS_OF_CODE.get(code, 500)
 
 
 def token_matches(given: str | None, token: str) -> bool:
@@ -84,38 +83,6 @@ def bearer(header: str | None) -> str | None:
     return value.strip() if scheme.lower() == "bearer" else None
 
 
-def envelope_error(code: str, message: str, status: int | None = None) -> web.Response:
-    """An error envelope; its HTTP status follows ``code`` unless ``status`` is given."""
-    body = {"ok": False, "error": {"code": code, "message": message}}
-    response = web.json_response(body, status=status or status_for(code))
-    if code == "unauthorized":
-        response.headers["WWW-Authenticate"] = 'Bearer realm="rosey"'
-    return response
-
-
-def _page() -> tuple[str, str]:
-    """The dashboard page with its script and style inlined, and its Content-Security-Policy.
-
-    Inlined, so opening ``/?token=`` is the only request made without the header; the policy
-    allows exactly these inline blocks (by hash) and requests to this server, nothing else.
-    """
-    folder = resources.files("rosey.api.http") / "static"
-    html = (folder / "index.html").read_text(encoding="utf-8")
-    script = (folder / "app.js").read_text(encoding="utf-8")
-    style = (folder / "style.css").read_text(encoding="utf-8")
-    page = html.replace("/*STYLE*/", style).replace("/*SCRIPT*/", script)
-
-    def digest(text: str) -> str:
-        return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
-
-    policy = (
-        f"default-src 'none'; script-src {digest(script)}; style-src {digest(style)}; "
-        "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
-        "frame-ancestors 'none'"
-    )
-    return page, policy
-
-
 class HttpFace:
     """The HTTP face of one bot: start it once the manager runs, stop it before the manager."""
 
@@ -129,23 +96,24 @@ class HttpFace:
         self.events = Broadcaster()
         self.metrics = metrics_mod.Metrics(lambda name: name in manager.supervisors)
         self.url: str | None = None
-        self._page, self._policy = _page()
-        self._runner: web.AppRunner | None = None
+        page, self._policy = dashboard_page()
+        self._page_bytes = page.encode()
+        self._server: HttpServer | None = None
         self._subscriptions: list[Subscription] = []
         self._spec = openapi.build(list(POST_ACTIONS), version)
-
-    def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._guard], client_max_size=openapi.MAX_BODY_BYTES)
-        app.router.add_get("/", self._dashboard)
-        app.router.add_get("/api/plugins", self._list)
-        app.router.add_get("/api/plugins/{name}", self._status)
-        app.router.add_get("/api/plugins/{name}/logs", self._logs)
-        # Not ``logs``: that path is GET only, and must say so (405, ``Allow: GET``).
-        app.router.add_post("/api/plugins/{name}/{action:(?!logs$)[^/]+}", self._act)
-        app.router.add_get("/api/events", self._events)
-        app.router.add_get("/api/openapi.json", self._openapi)
-        app.router.add_get("/metrics", self._metrics)
-        return app
+        self.routes: list[Route[Handler]] = [
+            route("GET", "/", self._dashboard),
+            route("GET", "/api/plugins", self._list),
+            route("GET", "/api/plugins/{name}", self._status),
+            route("GET", "/api/plugins/{name}/logs", self._logs),
+            # Not ``logs``: that path is GET only, and must say so (405, ``Allow: GET,HEAD``).
+            route(
+                "POST", "/api/plugins/{name}/{action}", self._act, excluded=(("action", "logs"),)
+            ),
+            route("GET", "/api/events", self._events),
+            route("GET", "/api/openapi.json", self._openapi),
+            route("GET", "/metrics", self._metrics),
+        ]
 
     async def start(self, listen: str) -> str:
         """Subscribe to the bus events and listen on ``HOST:PORT``; the base URL (real port)."""
@@ -156,17 +124,11 @@ class HttpFace:
             (subjects.COMMANDS_ERRORS_ALL, self._on_outcome),
         ):
             self._subscriptions.append(await self.bus.subscribe(subject, handler))
-        server_log = logging.getLogger("aiohttp.server")
-        if _not_a_protocol_error not in server_log.filters:
-            server_log.addFilter(_not_a_protocol_error)
         host, _, port = listen.rpartition(":")
         host = host.strip("[]")
-        # A short shutdown: open event streams are ended by ``stop`` before the runner waits.
-        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=2.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, int(port), reuse_address=True)
-        await site.start()
-        bound = self._runner.addresses[0]
+        server = HttpServer(self.handle, server_error, LIMITS)
+        bound = await server.start(host, int(port))
+        self._server = server
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         self.url = f"http://{shown}:{bound[1]}"
         return self.url
@@ -174,9 +136,9 @@ class HttpFace:
     async def stop(self) -> None:
         """End the event streams, stop listening, drop the subscriptions (idempotent)."""
         self.events.close_all()
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
+        if self._server is not None:
+            server, self._server = self._server, None
+            await server.stop(STOP_GRACE_S)
         for subscription in self._subscriptions:
             with contextlib.suppress(RoseyError):
                 await subscription.unsubscribe()
@@ -205,47 +167,41 @@ class HttpFace:
                 plugin, "ok" if outcome == "result" else "error", msg.json()
             )
 
-    # --- middleware -------------------------------------------------------------------------
+    # --- the guard: token, route, errors, common headers ---------------------------------
 
-    @web.middleware
-    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        given = bearer(request.headers.get("Authorization"))
+    async def handle(self, request: Request) -> Response:
+        """The token check, then the route; every failure an envelope with its status."""
+        given = bearer(request.header("Authorization"))
         if given is None and request.path == "/" and request.method == "GET":
-            given = request.query.get("token")
+            given = request.target.first("token")
         if not token_matches(given, self.token):
-            response: web.StreamResponse = envelope_error(
-                "unauthorized",
-                "send Authorization: Bearer <http_token from runtime.json> (open the dashboard "
-                "with the URL the bot prints at start-up)",
-            )
-        else:
-            try:
-                response = await handler(request)
-            except web.HTTPRequestEntityTooLarge as exc:
-                response = envelope_error(
-                    "too_large",
-                    f"the body is too large ({exc.reason}): at most {openapi.MAX_BODY_BYTES} bytes",
+            return secured(
+                envelope_error(
+                    "unauthorized",
+                    "send Authorization: Bearer <http_token from runtime.json> (open the "
+                    "dashboard with the URL the bot prints at start-up)",
                 )
-            except web.HTTPException as exc:  # no route, wrong method: still an envelope
-                code = "not_found" if exc.status == 404 else "bad_request"
-                text = f"{request.method} {request.path[:100]}: {exc.reason}"
-                response = envelope_error(code, text, exc.status if exc.status < 500 else None)
-                if "Allow" in exc.headers:
-                    response.headers["Allow"] = exc.headers["Allow"]
-            except Exception as exc:
-                log.exception("http: %s %s failed", request.method, request.path)
-                response = envelope_error("internal", type(exc).__name__)
-        if not response.prepared:
-            response.headers.setdefault("Cache-Control", "no-store")
-            response.headers["X-Content-Type-Options"] = "nosniff"
-            response.headers["Referrer-Policy"] = "no-referrer"  # the page URL has the token
-        return response
+            )
+        found = resolve(self.routes, request.method, request.target.segments)
+        if found.handler is None:  # no route, wrong method: still an envelope
+            where = f"{request.method} {request.path[:100]}"
+            if not found.allowed:
+                return secured(envelope_error("not_found", f"{where}: Not Found"))
+            response = envelope_error("bad_request", f"{where}: Method Not Allowed", 405)
+            response.headers.append(("Allow", ",".join(found.allowed)))
+            return secured(response)
+        try:
+            response = await found.handler(request, found.params)
+        except Exception as exc:
+            log.exception("http: %s %s failed", request.method, request.path[:100])
+            response = envelope_error("internal", type(exc).__name__)
+        return response if response.stream is not None else secured(response)
 
     # --- routes -----------------------------------------------------------------------------
 
     async def _run(
-        self, request: web.Request, name: str, data: dict[str, Any], *, strict: bool
-    ) -> web.Response:
+        self, request: Request, name: str, data: dict[str, Any], *, strict: bool
+    ) -> Response:
         action = ACTIONS[name]
         if action.mutating:  # the name is anyone's text: no escapes in the log
             plugin = clean(str(data.get("plugin", ""))[:64], one_line=True)
@@ -256,53 +212,60 @@ class HttpFace:
             if action.mutating:
                 log.info("http:%s: %s refused: %s", request.remote, name, exc.code)
             return envelope_error(exc.code, str(exc))
-        return web.json_response({"ok": True, "result": result}, dumps=_dumps)
+        return json_response({"ok": True, "result": result}, dumps=dumps_any)
 
-    async def _list(self, request: web.Request) -> web.Response:
+    async def _list(self, request: Request, params: dict[str, str]) -> Response:
         return await self._run(request, "list", {}, strict=True)
 
-    async def _status(self, request: web.Request) -> web.Response:
-        return await self._run(
-            request, "status", {"plugin": request.match_info["name"]}, strict=True
-        )
+    async def _status(self, request: Request, params: dict[str, str]) -> Response:
+        return await self._run(request, "status", {"plugin": params["name"]}, strict=True)
 
-    async def _logs(self, request: web.Request) -> web.Response:
-        data: dict[str, Any] = {"plugin": request.match_info["name"]}
-        for key in request.query:
-            values = request.query.getall(key)
-            if len(values) != 1:
-                return envelope_error("bad_request", f"query {key!r} given {len(values)} times")
+    async def _logs(self, request: Request, params: dict[str, str]) -> Response:
+        data: dict[str, Any] = {"plugin": params["name"]}
+        query = request.target.query
+        for key, value in query:
+            given = sum(1 for other, _ in query if other == key)
+            if given != 1:
+                return envelope_error("bad_request", f"query {key!r} given {given} times")
             if key == "plugin":
                 return envelope_error("bad_request", "the plugin is named by the path")
-            data[key] = values[0]
+            data[key] = value
         # Query values are strings: parsed leniently, as chat and CLI words are ("20" is 20).
         return await self._run(request, "logs", data, strict=False)
 
-    async def _act(self, request: web.Request) -> web.Response:
-        name = request.match_info["action"]
+    async def _act(self, request: Request, params: dict[str, str]) -> Response:
+        name = params["action"]
         if name not in POST_ACTIONS:
             shown = name if len(name) <= 40 else name[:37] + "..."
             return envelope_error(
                 "not_found", f"no action {shown!r} here; actions: {', '.join(POST_ACTIONS)}"
             )
         try:
-            fields = _body(await request.read())
+            fields = parse_body(await request.read())
+        except BodyTooLarge as exc:
+            text = f"the body is too large (Request Entity Too Large): at most {exc.limit} bytes"
+            return envelope_error("too_large", text)
         except BadRequest as exc:
             return envelope_error(exc.code, str(exc))
         if "plugin" in fields:
             return envelope_error("bad_request", "the plugin is named by the path, not the body")
-        fields["plugin"] = request.match_info["name"]
+        fields["plugin"] = params["name"]
         return await self._run(request, name, fields, strict=True)
 
-    async def _openapi(self, request: web.Request) -> web.Response:
-        return web.json_response(self._spec)
+    async def _openapi(self, request: Request, params: dict[str, str]) -> Response:
+        return json_response(self._spec)
 
-    async def _dashboard(self, request: web.Request) -> web.Response:
-        response = web.Response(text=self._page, content_type="text/html")
-        response.headers["Content-Security-Policy"] = self._policy
-        return response
+    async def _dashboard(self, request: Request, params: dict[str, str]) -> Response:
+        return Response(
+            200,
+            [
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Content-Security-Policy", self._policy),
+            ],
+            self._page_bytes,
+        )
 
-    async def _metrics(self, request: web.Request) -> web.Response:
+    async def _metrics(self, request: Request, params: dict[str, str]) -> Response:
         statuses = [dict(s) for s in self.manager.get_all_status()]
         pids = [(s.get("stats") or {}).get("pid") for s in statuses]
         supervisors = [self.manager.supervisors.get(str(s["name"])) for s in statuses]
@@ -328,7 +291,7 @@ class HttpFace:
             samples, broker_connected=self.bus.is_connected, event_clients=self.events.clients
         )
         body = await self.metrics.render(current)
-        return web.Response(body=body, headers={"Content-Type": metrics_mod.CONTENT_TYPE})
+        return Response(200, [("Content-Type", metrics_mod.CONTENT_TYPE)], body)
 
     async def _ping(self, status: dict[str, Any]) -> float | None:
         if status.get("state") not in ("running", "unhealthy"):
@@ -336,64 +299,38 @@ class HttpFace:
         name = str(status["name"])
         return await metrics_mod.ping_seconds(lambda: self.manager.health_check_plugin(name))
 
-    async def _events(self, request: web.Request) -> web.StreamResponse:
-        last = request.headers.get("Last-Event-ID")
+    async def _events(self, request: Request, params: dict[str, str]) -> Response:
+        last = request.header("Last-Event-ID")
         gap, missed = self.events.log.since(last[:64] if last else None)
-        queue: asyncio.Queue[Event | None] = (
-            self.events.attach()
-        )  # before the first await: no event falls in between
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-store",
-                "X-Content-Type-Options": "nosniff",
-                "X-Accel-Buffering": "no",
-            }
-        )
-        try:
-            await response.prepare(request)
+        # Attached before the reply's head is sent: no event falls in between.
+        queue = self.events.attach()
+        headers = [
+            ("Content-Type", "text/event-stream"),
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+            ("X-Accel-Buffering", "no"),
+        ]
+
+        async def stream(send: Send) -> None:
             # The retry hint, then what the client missed (a gap first when it may miss more).
-            await response.write(b"retry: 1000\n\n")
+            await send(b"retry: 1000\n\n")
             if gap:
-                await response.write(gap_frame(self.events.log))
+                await send(gap_frame(self.events.log))
             for old in missed:
-                await response.write(frame(old))
+                await send(frame(old))
             while True:
                 try:
                     async with asyncio.timeout(KEEPALIVE_S):
                         event = await queue.get()
                 except TimeoutError:
-                    await response.write(b": keep-alive\n\n")
+                    await send(b": keep-alive\n\n")
                     continue
                 if event is None:  # the face is stopping, or this client fell behind
-                    break
-                await response.write(frame(event))
-        except ConnectionResetError:
-            pass  # the client went away
-        finally:
-            self.events.detach(queue)
-        return response
+                    return
+                await send(frame(event))
 
-
-def _body(data: bytes) -> dict[str, Any]:
-    """The fields of a POST body: none, or a JSON object (``BadRequest`` saying what is wrong)."""
-    if not data.strip():
-        return {}
-    try:
-        body = json.loads(data)
-    except UnicodeDecodeError:
-        raise BadRequest("the body is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc.msg} at character {exc.pos}") from None
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
-        raise BadRequest(f"the body must be a JSON object, got {type(body).__name__}")
-    return body
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, default=str)
+        # Detached once the response is done with: ended, the client gone, or never streamed.
+        return Response(200, headers, stream=stream, done=lambda: self.events.detach(queue))
 
 
 async def serve(
@@ -412,7 +349,7 @@ async def serve(
     """
     if listen is None:
         return None
-    face = HttpFace(manager, bus, token=secrets.token_urlsafe(32), version=_version())
+    face = HttpFace(manager, bus, token=secrets.token_urlsafe(32), version=rosey.__version__)
     stack.push_async_callback(face.stop)
     try:
         url = await face.start(listen)
@@ -428,10 +365,3 @@ async def serve(
     if announce:
         print(f"rosey: dashboard at {url}/?token={face.token}", file=sys.stderr, flush=True)
     return face
-
-
-def _version() -> str:
-    try:
-        return metadata.version("rosey")
-    except metadata.PackageNotFoundError:
-        return "0"
