@@ -132,7 +132,7 @@ def test_a_crash_primes_the_attach_lock_when_its_tree_is_killed(tmp_path: Path) 
         cgroup=fake_leaf(tmp_path, "p-3"),
         warden=None,
         memory_by_rlimit=False,
-        primer=primer,
+        prime=primer.prime,
     )
     confinement.restart_ahead()
     wait_done(primer)
@@ -145,7 +145,7 @@ def test_without_a_cgroup_there_is_nothing_to_prime(tmp_path: Path) -> None:
     primer = AttachPrimer(procs)
     confinement = SandboxConfinement(
         ["rlimit"], pgid=os.getpid(), cgroup=None, warden=None, memory_by_rlimit=False,
-        primer=primer,
+        prime=primer.prime,
     )  # fmt: skip
     confinement.restart_ahead()
     wait_done(primer)

@@ -293,13 +293,16 @@ def read_json(path: Path) -> Any:
 
 async def fork_server_of(bot: BotProcess) -> int:
     """The fork server's pid: the bot's child running ``rosey.sandbox.forkserver`` that is not
-    a plugin (forked plugins show the server's command line too)."""
+    a plugin (forked plugins show the server's command line too) nor the standby (in the
+    server's process group, which the server leads)."""
     listing = (await bot.manage("list"))["result"]["plugins"]
     plugins = {p["stats"]["pid"] for p in listing}
     found = [
         p.pid
         for p in psutil.Process(bot.pid).children()
-        if "rosey.sandbox.forkserver" in " ".join(p.cmdline()) and p.pid not in plugins
+        if "rosey.sandbox.forkserver" in " ".join(p.cmdline())
+        and p.pid not in plugins
+        and os.getpgid(p.pid) == p.pid
     ]
     assert len(found) == 1, found
     return found[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,46 @@ async def test_start_and_stop_publish_each_transition_with_previous_state_and_re
         assert events[0]["reason"] == "start requested"
         assert events[2]["reason"] == "stop requested"
         assert_valid_chain(events)
+
+
+async def test_a_stop_logs_one_info_line_with_why_and_how_it_ended(
+    nats_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every plugin stops at once when the bot does: one INFO line each (its start is DEBUG),
+    naming why it was asked and how it ended; the published events keep both transitions."""
+    write_plugin(tmp_path / "plugins", "alpha")
+    async with running_manager(nats_url, make_config(tmp_path / "plugins", tmp_path)) as h:
+        await h.manager.start_plugin("alpha")
+        with caplog.at_level(logging.DEBUG, logger="rosey.manager"):
+            await h.manager.stop_plugin("alpha")
+        await h.events.wait("alpha", "stopped", after=1)
+        assert [e["state"] for e in h.events.of("alpha")][-2:] == ["stopping", "stopped"]
+    lines = [
+        (r.levelno, r.getMessage()) for r in caplog.records if r.getMessage().startswith("alpha")
+    ]
+    info = [text for level, text in lines if level >= logging.INFO]
+    assert len(info) == 1, lines
+    assert info[0].endswith("stopping → stopped: stopped (exit 0); asked: stop requested"), info
+    assert [text for level, text in lines if level == logging.DEBUG and "→ stopping" in text]
+
+
+async def test_a_running_plugin_costs_the_manager_three_tasks(
+    nats_url: str, tmp_path: Path
+) -> None:
+    """Its life task and the two pumps of its output: the health checks ride the shared beat
+    and the wait for its exit, a stop or a handover is one future (no task per event), since
+    what a task costs is paid a hundred times over with a hundred plugins."""
+    for name in ("alpha", "beta", "gamma"):
+        write_plugin(tmp_path / "plugins", name)
+    async with running_manager(nats_url, make_config(tmp_path / "plugins", tmp_path)) as h:
+        await h.manager.start_plugin("alpha")
+        one = {t for t in asyncio.all_tasks() if not t.done()}
+        await h.manager.start_plugin("beta")
+        await h.manager.start_plugin("gamma")
+        three = {t for t in asyncio.all_tasks() if not t.done()}
+        added = three - one
+        # One spare for a task of the shared machinery caught in flight (a ping's).
+        assert len(added) <= 2 * 3 + 1, sorted(t.get_name() for t in added)
 
 
 async def test_status_has_exactly_the_keys_of_the_contract(nats_url: str, tmp_path: Path) -> None:

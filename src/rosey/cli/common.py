@@ -31,10 +31,28 @@ EXIT_PIPE_CLOSED = 141
 
 
 class CleanFormatter(logging.Formatter):
-    """Log lines without terminal escapes: many quote what a plugin wrote or chose."""
+    """Log lines without terminal escapes: many quote what a plugin wrote or chose.
+
+    The message is formatted and cleaned once per record, whichever of the bot's handlers
+    (the terminal, the core log) writes it first: kept on the record (``clean_message``).
+    What the format adds around it (time, level, logger name) is the bot's own.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
-        return clean(super().format(record))
+        message: str | None = getattr(record, "clean_message", None)
+        if message is None:
+            message = record.clean_message = clean(record.getMessage())
+        record.message = message
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        text = self.formatMessage(record)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            text = f"{text}\n{clean(record.exc_text)}"
+        if record.stack_info:
+            text = f"{text}\n{clean(self.formatStack(record.stack_info))}"
+        return text
 
 
 def colour() -> bool:

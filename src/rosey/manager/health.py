@@ -1,7 +1,7 @@
 """The health monitors of running plugin processes: pings and resource samples on one timer.
 
-A ``HealthMonitor`` watches one process; it is started when the plugin is ready and cancelled
-when its process ends (owned by the plugin's life task). Every monitor of a manager beats on
+A ``HealthMonitor`` watches one process; it is started when the plugin is ready and stopped
+when its process ends (by the plugin's life task; no task of its own). Every monitor beats on
 one shared ``HealthBeat`` (per bus): one timer task for all plugins, one reply subscription
 for all pings, so an idle manager with a hundred plugins wakes a few times per interval, not
 two hundred (the reason: docs/BENCHMARKS.md, "idle manager CPU"). Nothing on the beat waits:
@@ -78,7 +78,7 @@ class HealthTarget(Protocol):
 
 
 class HealthMonitor:
-    """Watches one process; :meth:`run` until cancelled."""
+    """Watches one process from :meth:`start` to :meth:`stop`."""
 
     def __init__(
         self,
@@ -105,19 +105,23 @@ class HealthMonitor:
         self.ping_body = wire.encode({"pid": self.pid})
         #: A restart in progress (created when one is needed: most plugins never need it).
         self._tasks: TaskSet | None = None
+        self._beat: HealthBeat | None = None
 
-    async def run(self) -> None:
-        """Beat on the shared timer until cancelled."""
+    def start(self) -> None:
+        """Join the shared beat (after a first sample: the CPU baseline); ``stop`` leaves it.
+        No task of its own: the beat does the work (a task per plugin would only wait)."""
         beat = HealthBeat.of(self.bus)
-        self.process.sample()  # the CPU baseline
+        self.process.sample()
         beat.add(self)
-        try:
-            # The beat does the work; a bare future (never resolved) only holds the place.
-            await asyncio.get_running_loop().create_future()
-        finally:
+        self._beat = beat
+
+    async def stop(self) -> None:
+        """Leave the beat and end a restart it began (idempotent)."""
+        beat, self._beat = self._beat, None
+        if beat is not None:
             beat.remove(self)
-            if self._tasks is not None:
-                await self._tasks.cancel_all()
+        if self._tasks is not None:
+            await self._tasks.cancel_all()
 
     # -- called by the beat ---------------------------------------------------------------------
 

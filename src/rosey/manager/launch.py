@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from rosey.aio import first_of
 from rosey.errors import ExitedDuringStart, StartFailed, StartTimeout
@@ -28,7 +27,7 @@ log = logging.getLogger("rosey.manager")
 _TAIL = 8
 
 
-@dataclass
+@dataclass(slots=True)
 class Run:
     """One process incarnation of a plugin."""
 
@@ -39,7 +38,7 @@ class Run:
     monitor: HealthMonitor | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ended:
     """How a run ended without a stop request."""
 
@@ -108,20 +107,36 @@ STOP, EXIT, HANDOVER = 0, 1, 2
 async def run_until_exit(
     process: PluginProcess,
     stop: asyncio.Event,
-    monitor: Coroutine[Any, Any, None],
-    handover: asyncio.Event | None = None,
+    monitor: HealthMonitor,
+    wake: asyncio.Future[None],
+    handover: Callable[[], bool] | None = None,
 ) -> int:
-    """Run ``monitor`` (the health checks) until ``stop`` is set (``STOP``), the process exits
-    (``EXIT``) or ``handover`` is set (``HANDOVER``: a reload's new instance takes over); the
-    monitor is cancelled and awaited either way. Exit is awaited, never polled; on ``EXIT``
-    the rest of its tree is killed and its output read to the end (bounded) before returning."""
-    watcher = asyncio.create_task(monitor, name=f"health monitor of {process.name}")
-    watcher.add_done_callback(_monitor_done)
-    waits = [stop.wait(), process.exited()]  # the exit itself, not the end of its output
-    if handover is not None:
-        waits.append(handover.wait())
+    """Keep ``monitor`` (the health checks) on until ``stop`` is set (``STOP``), the process
+    exits (``EXIT``) or ``handover()`` holds (``HANDOVER``: a reload's new instance takes over);
+    the monitor is stopped either way. Exit is awaited, never polled; on ``EXIT`` the rest of
+    its tree is killed and its output read to the end (bounded) before returning.
+
+    Whoever sets ``stop`` or asks a handover resolves ``wake`` (a future for this call only), and
+    so does the exit: the wait is on that one future, without a task (it lasts the whole run
+    of every plugin: what a task and a wait cost, times a hundred plugins, is the manager's).
+    """
     try:
-        first, _ = await first_of(*waits)
+        monitor.start()
+    except Exception:  # a bug: say so at once (the process keeps running unwatched)
+        log.exception("health monitor of %s failed", process.name)
+
+    def exited(_: asyncio.Future[int]) -> None:
+        if not wake.done():
+            wake.set_result(None)
+
+    exit_future = process.exit_future
+    exit_future.add_done_callback(exited)
+    try:
+        while (first := _why(stop, process, handover)) is None:
+            if wake.done():  # woken with nothing set (cannot happen): wait for the exit only
+                await asyncio.shield(exit_future)
+            else:
+                await wake
         if first == EXIT:
             # What is left of its tree would die with it, in its own time: kill it now, and
             # the pipes close at once; then its last words are read (``limit_reason`` and the
@@ -130,15 +145,22 @@ async def run_until_exit(
             process.confinement.restart_ahead()  # a restart may follow: its cgroup move, ahead
             await process.wait()
     finally:
-        watcher.cancel()
-        await asyncio.wait([watcher])
+        exit_future.remove_done_callback(exited)
+        await monitor.stop()
     return first
 
 
-def _monitor_done(task: asyncio.Task[None]) -> None:
-    """A failing monitor is a bug: say so at once (the process keeps running unwatched)."""
-    if not task.cancelled() and task.exception() is not None:
-        log.error("%s failed", task.get_name(), exc_info=task.exception())
+def _why(
+    stop: asyncio.Event, process: PluginProcess, handover: Callable[[], bool] | None
+) -> int | None:
+    """Why the run ends, by priority (a stop first), or None while nothing says it does."""
+    if stop.is_set():
+        return STOP
+    if process.exit_future.done():
+        return EXIT
+    if handover is not None and handover():
+        return HANDOVER
+    return None
 
 
 def _tail(process: PluginProcess) -> list[str]:

@@ -65,26 +65,43 @@ class PluginLife(PluginRecord):
         self._waiters: list[tuple[Callable[[PluginLife], bool], asyncio.Future[None]]] = []
         self._log_path: Path | None = None
         #: A reload's handover (``hand_over``): the life task takes the new instance over.
-        self._handover_event = asyncio.Event()
         self._handover: Handover | None = None
         #: The life task watches a ready process (a handover can be taken now).
         self._serving = False
+        #: Resolved (``_wake_up``) when a stop or a handover is asked of the run it watches.
+        self._wake: asyncio.Future[None] | None = None
         #: Replaced instances finishing their work; ``stop`` waits for them.
         self._retiring = Retirements()
 
     # -- state ------------------------------------------------------------------------------
 
-    def _apply(self, event: Event, reason: str) -> None:
+    def _apply(self, event: Event, reason: str, *, asked: str | None = None) -> None:
+        """Make the transition, log it, publish it, wake whoever waits for a state.
+
+        ``asked``: why the stop this transition ends was asked, for the log line only. A stop
+        logs one INFO line, at its end, saying why and how it ended (its start is DEBUG):
+        when the bot stops, every plugin stops at once, and each line costs the manager.
+        """
         previous = self.state
         self.state = transition(previous, event)
         level = logging.WARNING if self.state in (State.CRASHED, State.UNHEALTHY) else logging.INFO
         if self.state is State.DISABLED:
             level = logging.ERROR if event is Event.CRASH_LOOP else logging.WARNING
-        # Before a process exists (stopped → starting) there is no pid: say only what is known.
-        who = f"{self.name} (pid {self._run.process.pid})" if self._run else self.name
-        log.log(level, "%s: %s → %s: %s", who, previous, self.state, reason)
+        elif self.state is State.STOPPING:
+            level = logging.DEBUG  # said by the line of its end (``asked``)
+        if log.isEnabledFor(level):
+            # Before a process exists (stopped → starting) there is no pid: say what is known.
+            who = f"{self.name} (pid {self._run.process.pid})" if self._run else self.name
+            said = reason if asked is None else f"{reason}; asked: {asked}"
+            log.log(level, "%s: %s → %s: %s", who, previous, self.state, said)
         self.ctx.on_transition(self.name, self.state, previous, reason)
         self._notify()
+
+    def _wake_up(self) -> None:
+        """A stop or a handover was asked: the run being watched (if any) ends its wait."""
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
     def _notify(self) -> None:
         for predicate, waiter in list(self._waiters):
@@ -268,12 +285,14 @@ class PluginLife(PluginRecord):
                     self, self.ctx.bus, process=process, health=self.manifest.health
                 )
                 self._serving = True
+                wake = self._wake = asyncio.get_running_loop().create_future()
                 try:
                     why = await run_until_exit(
-                        process, self._stop_event, run.monitor.run(), self._handover_event
+                        process, self._stop_event, run.monitor, wake, self._handover_pending
                     )
                 finally:
                     self._serving = False
+                    self._wake = None
                 if why != HANDOVER:
                     break
                 process, run = self._take_over(process)
@@ -334,7 +353,7 @@ class PluginLife(PluginRecord):
             )
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._handover = Handover(process, manifest, folder, done)
-        self._handover_event.set()
+        self._wake_up()
         await asyncio.shield(done)
 
     def _take_over(self, old: PluginProcess) -> tuple[PluginProcess, Run]:
@@ -342,7 +361,6 @@ class PluginLife(PluginRecord):
         handover = self._handover
         assert handover is not None
         self._handover = None
-        self._handover_event.clear()
         process = handover.process
         self.manifest = handover.manifest
         self.folder = handover.folder
@@ -357,10 +375,12 @@ class PluginLife(PluginRecord):
         handover.done.set_result(None)
         return process, run
 
+    def _handover_pending(self) -> bool:
+        return self._handover is not None
+
     def _refuse_handover(self) -> None:
         """A handover the life task will not take (a stop or an exit came first)."""
         handover, self._handover = self._handover, None
-        self._handover_event.clear()
         if handover is not None and not handover.done.done():
             handover.done.set_exception(
                 InvalidState(self.name, str(self.state), "reload", "a stop or an exit came first")
@@ -377,7 +397,7 @@ class PluginLife(PluginRecord):
             self._apply(Event.STOP_REQUESTED, self._stop_reason)  # asked before it got here
         if self.state is State.STOPPING:
             what = "no process" if code is None else describe_exit(code)
-            self._apply(Event.STOPPED, f"stopped ({what})")
+            self._apply(Event.STOPPED, f"stopped ({what})", asked=self._stop_reason)
             if code is not None:
                 self._mark(f"stopped ({what})")
 

@@ -366,6 +366,9 @@ class PluginManager:
     async def shutdown(self) -> None:
         """Stop all plugins, flush the last events, and end every background task."""
         self._closing = True
+        stopping = getattr(self.ctx.spawner, "stopping", None)
+        if callable(stopping):
+            stopping()  # no standby is made while plugins stop (rosey.sandbox.standby)
         for subscription in self._subscriptions:
             await subscription.unsubscribe()
         self._subscriptions.clear()

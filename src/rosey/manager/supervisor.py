@@ -125,6 +125,7 @@ class PluginSupervisor(PluginLife):
             return False
         self._stop_reason = reason
         self._stop_event.set()
+        self._wake_up()
         if self.state is State.STARTING:
             self._apply(Event.STOP_REQUESTED, reason)
         return True
@@ -136,6 +137,7 @@ class PluginSupervisor(PluginLife):
         """
         self._stop_reason = reason
         self._stop_event.set()
+        self._wake_up()
         if self.state in STOPPABLE:
             self._apply(Event.STOP_REQUESTED, reason)
         life = self._life

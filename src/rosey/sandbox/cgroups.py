@@ -4,6 +4,10 @@ Layout, in every hierarchy ``CgroupHost`` chose (our own cgroup directory there 
 
     OWN/rosey-<family>-<pid>-<start>-<n>/                 one bot
     OWN/rosey-<family>-<pid>-<start>-<n>/<plugin>-<pid>/  one plugin process and all it forks
+    OWN/rosey-<family>-<pid>-<start>-<n>/standby-<pid>/   the standby (``rosey.sandbox.standby``)
+
+A plugin started from the standby gets its leaf by a rename (v1; v2 cannot rename a cgroup:
+there it keeps ``standby-<pid>``, the pid being the plugin's) instead of a move.
 
 ``family`` is a hash of the bot's state dir; ``pid`` and ``start`` (its start time) name the bot
 process that owns the group (``n`` tells apart several sandboxes of one process). A leaf holds
@@ -293,8 +297,9 @@ class CgroupGroup:
                 return False
         return True
 
-    def leaf(self, name: str, limits: ResourceLimits) -> PluginCgroup:
-        """Create a plugin leaf and write its limits; controllers that fail are left out."""
+    def leaf(self, name: str, limits: ResourceLimits | None) -> PluginCgroup:
+        """Create a plugin leaf and write its limits (None: none yet, as for a standby's
+        leaf, ``rosey.sandbox.standby``); controllers that fail are left out."""
         dirs: dict[str, Path] = {}
         for hierarchy, group in self.dirs.items():
             path = group / name
@@ -305,6 +310,34 @@ class CgroupGroup:
                 continue
             dirs[hierarchy] = path
         cgroup = PluginCgroup(name, dirs)
+        if limits is not None:
+            self.limit(cgroup, limits)
+        return cgroup
+
+    def rename(self, cgroup: PluginCgroup, name: str, limits: ResourceLimits) -> PluginCgroup:
+        """A standby's leaf, with the process in it, made a plugin's: renamed to ``name``
+        (``rename(2)`` within the group: no move, so no wait for the attach lock) and its
+        limits written. cgroup v2 has no rename (``EPERM``): there the leaf keeps its standby
+        name (``standby-PID``, PID the plugin's); a v1 hierarchy that refuses does too (logged).
+        """
+        dirs: dict[str, Path] = {}
+        for hierarchy, path in cgroup.dirs.items():
+            if hierarchy == UNIFIED:
+                dirs[hierarchy] = path
+                continue
+            try:
+                os.rename(path, path.parent / name)
+                dirs[hierarchy] = path.parent / name
+            except OSError as exc:
+                log.warning("sandbox: cannot rename cgroup %s to %s: %s", path, name, exc)
+                dirs[hierarchy] = path
+        renamed = PluginCgroup(name, dirs)
+        self.limit(renamed, limits)
+        return renamed
+
+    def limit(self, cgroup: PluginCgroup, limits: ResourceLimits) -> None:
+        """Write ``limits`` in ``cgroup``; the controllers that took them enforce them."""
+        name, dirs = cgroup.name, cgroup.dirs
         for controller, version in self.enforcing.items():
             hierarchy = UNIFIED if version == "v2" else controller
             if hierarchy not in dirs:
@@ -312,7 +345,6 @@ class CgroupGroup:
             settings = (v2_settings if version == "v2" else v1_settings)(controller, limits)
             if _apply(dirs[hierarchy], settings, name):
                 cgroup.enforcing[controller] = version
-        return cgroup
 
     def close(self) -> None:
         """Kill anything left in the group and remove its folders."""

@@ -4,7 +4,9 @@
 before its bootstrap (and so before any plugin code) it:
 
 1. creates the process's cgroup leaf in every usable hierarchy, writes the manifest limits
-   (memory, cpu, pids) and moves the process in (``cgroup-v2`` or ``cgroup-v1``);
+   (memory, cpu, pids) and moves the process in (``cgroup-v2`` or ``cgroup-v1``); a process
+   that was the fork server's standby (``rosey.sandbox.standby``) is in a leaf of its own
+   already (``place``): that leaf is renamed to the plugin's and the limits written, no move;
 2. lowers its rlimits from the outside with ``prlimit`` (``rlimit``): open files, file size,
    no core dumps, and memory when no cgroup holds it; each on its own, so a value the kernel
    refuses costs that limit only (reported as ``missing:rlimit-<name>``, e.g. ``nofile``);
@@ -33,7 +35,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 from rosey.sandbox import namespaces
-from rosey.sandbox.cgroups import AttachPrimer, CgroupGroup, PluginCgroup, family_name
+from rosey.sandbox.cgroups import CgroupGroup, PluginCgroup, family_name
 from rosey.sandbox.forkspawner import ForkSpawner
 from rosey.sandbox.host import CgroupHost, detect_host
 from rosey.sandbox.leaf_remover import LeafRemover
@@ -83,20 +85,24 @@ class SandboxConfinement(Confinement):
         memory_by_rlimit: bool,
         quota: DataQuota | None = None,
         data_watch: QuotaWatch | None = None,
-        primer: AttachPrimer | None = None,
+        prime: Callable[[], object] | None = None,
         remover: LeafRemover | None = None,
     ) -> None:
         super().__init__(layers)
         self.memory_by_rlimit = memory_by_rlimit
         self.cgroup = cgroup
         # A restart's move into its new leaf (``restart_ahead``); this leaf's removal (``release``).
-        self._primer = primer
+        self._prime = prime
         self._remover = remover
         self._pgid = pgid
         self._warden = warden
         # Data-folder quota hook (sandbox/quota.py): the watch that measures its folder, if any.
         self._quota = quota
         self._data_watch = data_watch
+
+    @property
+    def has_cgroup(self) -> bool:
+        return self.cgroup is not None
 
     def members(self) -> set[int] | None:
         return self.cgroup.members() if self.cgroup is not None else None
@@ -111,8 +117,8 @@ class SandboxConfinement(Confinement):
     def restart_ahead(self) -> None:
         """Its tree is killed: take the cgroup attach lock for the restart's move now
         (``AttachPrimer``), beside the rest of the restart instead of after the fork."""
-        if self.cgroup is not None and self._primer is not None:
-            self._primer.prime()
+        if self.cgroup is not None and self._prime is not None:
+            self._prime()
 
     def events(self) -> LimitEvents:
         events = self.cgroup.events() if self.cgroup is not None else LimitEvents()
@@ -158,6 +164,8 @@ class Sandbox:
         self._spawner: PlainSpawner | None = None
         self._group = CgroupGroup(self.host, family) if self.host.usable else None
         self._remover = LeafRemover()
+        #: Standby pid → its leaf (None: no cgroups here), from ``place`` until confined.
+        self._standbys: dict[int, PluginCgroup | None] = {}
 
     @property
     def layers(self) -> list[str]:
@@ -186,10 +194,16 @@ class Sandbox:
     def confine(self, process: PluginProcess) -> Confinement:
         """The ``Confine`` hook: limits on ``process`` before it runs plugin code."""
         pid, limits = process.pid, process.spec.limits
+        standby = pid in self._standbys
+        placed = self._standbys.pop(pid, None)
         if self.warden is not None:
             self.warden.watch_group(pid)  # first: from now on a crash of the bot is covered
+            if standby:
+                self.warden.forget_pid(pid)
         cgroup: PluginCgroup | None = None
-        if self._group is not None and self._group.dirs:
+        if self._group is not None and placed is not None:
+            cgroup = self._group.rename(placed, f"{process.name}-{pid}", limits)
+        elif self._group is not None and self._group.dirs:
             cgroup = self._group.leaf(f"{process.name}-{pid}", limits)
             try:
                 cgroup.add(pid)
@@ -235,9 +249,41 @@ class Sandbox:
             memory_by_rlimit=memory_by_rlimit,
             quota=self.quota,
             data_watch=data_watch,
-            primer=self._group.primer if self._group is not None else None,
+            prime=self._prime,
             remover=self._remover,
         )
+
+    def _prime(self, *, always: bool = False) -> None:
+        """Prime the attach lock for a move soon (``AttachPrimer``), unless a standby will
+        take the start (``always``: it will not): then there is no move, and the primer would
+        hold the kernel's cgroup mutex that the standby's rename needs."""
+        if self._group is not None and (always or not self._standbys):
+            self._group.primer.prime()
+
+    def place(self, pid: int) -> None:
+        """A standby's cgroup leaf (``Placement``, blocking: a worker thread): created and
+        the process moved in now, while nothing waits for it; the warden told its pid."""
+        if self.warden is not None:
+            self.warden.watch_pid(pid)
+        leaf: PluginCgroup | None = None
+        if self._group is not None and self._group.dirs:
+            leaf = self._group.leaf(f"standby-{pid}", None)
+            try:
+                leaf.add(pid)
+            except OSError:
+                leaf.remove()
+                raise
+        self._standbys[pid] = leaf
+
+    def unplace(self, pid: int) -> None:
+        """A standby gone or discarded: its leaf removed (a worker thread), the warden told."""
+        if pid not in self._standbys:
+            return
+        leaf = self._standbys.pop(pid)
+        if leaf is not None:
+            self._remover.remove(leaf)
+        if self.warden is not None:
+            self.warden.forget_pid(pid)
 
     def leaves_removed(self, timeout: float | None = None) -> bool:
         """Wait until the leaves of every process gone so far are removed; False on timeout."""
@@ -246,8 +292,8 @@ class Sandbox:
     def prepare(self, spec: SpawnSpec) -> None:
         """The ``prepare`` hook of ``PlainSpawner`` (before the exec): the data folder, under
         its quota. Blocking; ``DataQuotaExceeded`` when the folder is over its quota already."""
-        if self._group is not None:
-            self._group.primer.prime()  # its move into its cgroup, soon: see AttachPrimer
+        # Its move into its cgroup, soon; not if a standby takes it (only forked ones do).
+        self._prime(always=spec.python is not None)
         if self.quota is None:
             spec.data_dir.mkdir(parents=True, exist_ok=True)
         else:
@@ -259,7 +305,10 @@ class Sandbox:
         if self._spawner is None:
             if self.fork_server:
                 self._spawner = ForkSpawner(
-                    confine=self.confine, prepare=self.prepare, on_server=self.watch_pid
+                    confine=self.confine,
+                    prepare=self.prepare,
+                    on_server=self.watch_pid,
+                    placement=self,
                 )
             else:
                 self._spawner = PlainSpawner(confine=self.confine, prepare=self.prepare)

@@ -22,6 +22,14 @@ bot is a child subreaper (``rosey.sandbox.orphans``), so the plugin, orphaned by
 intermediate, is the bot's child before the answer is sent: the bot waits for it and learns its
 exact exit status, and the fork server's death touches no running plugin.
 
+A standby request, ``{"standby": true}`` with one descriptor (its end of a socket pair the bot
+made), forks the same way a process that has done nothing yet (``standby``): it waits until the
+bot is its parent, arms its death signal, checks the bot is still its parent (else exits), closes
+every descriptor but that socket, says ``ready`` on it and waits there for a plugin request (the
+same JSON object and three descriptors), then ``become``s that plugin. The bot keeps one ahead of
+time (``rosey.sandbox.standby``), in a cgroup leaf already: a restart skips the fork and the move.
+It holds what a freshly forked child holds before ``become``: no secret, no connection, no loop.
+
 The plugin (``become``): a new session; stdin ``/dev/null``, stdout and stderr its pipes, the
 control socket at fd 3, every other descriptor closed (this server's socket included); its data
 folder as working directory; ``os.environ`` replaced by its scrubbed environment; no blocked
@@ -46,12 +54,13 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 from rosey.sandbox import prctl
 
-__all__ = ["CONTROL_FD", "FDS", "exit_code", "main", "parse_request"]
+__all__ = ["CONTROL_FD", "FDS", "exit_code", "main", "parse_request", "standby"]
 
 #: Where the plugin finds its control socket.
 CONTROL_FD = 3
@@ -59,6 +68,10 @@ CONTROL_FD = 3
 FDS = 3
 #: Largest request (the environment is small; a bigger message is refused, not truncated).
 REQUEST_MAX = 64 * 1024
+#: Exit code of a standby whose bot died before its death signal was armed (or never adopted it).
+ORPHANED = 70
+#: How long a standby waits for the bot to become its parent (microseconds, normally).
+ADOPTION_TIMEOUT = 5.0
 
 Entry = Callable[[int, int], int]
 
@@ -78,6 +91,15 @@ def parse_request(data: bytes) -> tuple[str, dict[str, str], list[str]]:
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         raise ValueError("argv: a list of strings is required")
     return cwd, env, argv
+
+
+def is_standby_request(data: bytes) -> bool:
+    """Whether ``data`` asks for a standby (``{"standby": true}``) rather than a plugin."""
+    try:
+        request = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(request, dict) and request.get("standby") is True
 
 
 def exit_code(code: object) -> int:
@@ -162,12 +184,57 @@ def _finish() -> None:
             stream.flush()
 
 
+def standby(sock: socket.socket, entry: Entry, parent: int) -> NoReturn:
+    """A process that has done nothing yet, waiting on ``sock`` for the plugin it will be.
+
+    Its death signal is armed only once the bot is its parent (armed while the intermediate
+    process still is, it would fire when that one exits), then the parent is checked again:
+    a bot that died in between made someone else our parent, and we leave.
+    """
+    try:
+        deadline = time.monotonic() + ADOPTION_TIMEOUT
+        while os.getppid() != parent:  # the intermediate process is on its way out
+            if time.monotonic() > deadline:
+                os._exit(ORPHANED)
+            time.sleep(0.0001)
+        with contextlib.suppress(OSError):
+            prctl.set_death_signal(signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(ORPHANED)
+        keep = sock.fileno()
+        os.closerange(3, keep)
+        os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+        sock.send(b"ready")
+        data, fds = _receive(sock)
+        if not data:  # the bot closed its end: discarded
+            os._exit(0)
+        cwd, env, argv = parse_request(data)
+        if len(fds) != FDS:
+            raise ValueError(f"a request carries {FDS} descriptors, not {len(fds)}")
+    except BaseException:
+        os._exit(ORPHANED)
+    become(cwd, env, argv, fds, entry, parent)
+
+
 def fork_plugin(
     cwd: str, env: Mapping[str, str], argv: list[str], fds: Sequence[int], entry: Entry, parent: int
 ) -> int:
     """Double-fork the plugin; its pid, once the intermediate process is reaped."""
     if len(fds) != FDS:
         raise ValueError(f"a request carries {FDS} descriptors, not {len(fds)}")
+    return double_fork(lambda: become(cwd, env, argv, fds, entry, parent))
+
+
+def fork_standby(fds: Sequence[int], entry: Entry, parent: int) -> int:
+    """Double-fork a standby on the one descriptor of its request; its pid."""
+    if len(fds) != 1:
+        raise ValueError(f"a standby request carries 1 descriptor, not {len(fds)}")
+    return double_fork(lambda: standby(socket.socket(fileno=os.dup(fds[0])), entry, parent))
+
+
+def double_fork(child_main: Callable[[], NoReturn]) -> int:
+    """Run ``child`` in a grandchild; its pid, once the intermediate process is reaped (from
+    then on the bot, the child subreaper, is its parent)."""
     read_end, write_end = os.pipe()
     # Everything alive here goes to the collector's permanent generation: the plugin's
     # collections (a full one comes sooner or later) never walk, and so never write to, the
@@ -185,7 +252,7 @@ def fork_plugin(
             child = os.fork()
             if child == 0:
                 os.close(write_end)
-                become(cwd, env, argv, fds, entry, parent)
+                child_main()
             os.write(write_end, str(child).encode())
         finally:
             os._exit(0)
@@ -217,8 +284,11 @@ def serve(sock: socket.socket, entry: Entry, parent: int) -> int:
             return 0
         reply: dict[str, Any]
         try:
-            cwd, env, argv = parse_request(data)
-            reply = {"pid": fork_plugin(cwd, env, argv, fds, entry, parent)}
+            if is_standby_request(data):
+                reply = {"pid": fork_standby(fds, entry, parent)}
+            else:
+                cwd, env, argv = parse_request(data)
+                reply = {"pid": fork_plugin(cwd, env, argv, fds, entry, parent)}
         except (OSError, ValueError) as exc:
             reply = {"error": f"{type(exc).__name__}: {exc}"}
         finally:

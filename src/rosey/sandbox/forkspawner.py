@@ -13,6 +13,14 @@ any started meanwhile) is spawned plainly, and the server is restarted after a b
 doubles up to ``RESTART_MAX`` seconds. Running plugins are children of the bot, not of the
 server (``rosey.sandbox.orphans``): its death touches none of them. It dies with the bot (its
 death signal) and the warden is told its pid (``on_server``) as well.
+
+A standby (``rosey.sandbox.standby``) is kept ready while the server is up: a launch takes it
+when there is one (no fork, no cgroup move on its way: the sandbox renames the standby's leaf),
+else asks the server as before (``rosey.sandbox.standby.StandbyKeeper``). The pool is refilled
+in the background once the plugin that took the standby is confined (``spawn``): the refill's
+move into its leaf holds the kernel's cgroup mutex for an RCU grace period, which that plugin's
+rename and limits would wait for. The standby is discarded when the server is lost, and on
+``close``; none is made once ``stopping``.
 """
 
 from __future__ import annotations
@@ -33,9 +41,10 @@ from rosey.errors import describe_exit
 from rosey.sandbox.exits import ExitWatch
 from rosey.sandbox.handle import AdoptedHandle, ProcessHandle
 from rosey.sandbox.orphans import reaper
-from rosey.sandbox.plugin_process import Confine
+from rosey.sandbox.plugin_process import Confine, PluginProcess
 from rosey.sandbox.spawner import PlainSpawner
 from rosey.sandbox.spec import SpawnSpec, base_env, scrubbed_env
+from rosey.sandbox.standby import POOL_SIZE, Placement, Standby, StandbyKeeper
 
 __all__ = ["ENTRY", "ForkServer", "ForkServerError", "ForkSpawner"]
 
@@ -138,11 +147,17 @@ class ForkServer:
 
         Any failure marks the server broken (a late answer would answer the next request).
         """
+        return await self._ask(json.dumps({"cwd": cwd, "env": env}).encode(), fds)
+
+    async def fork_standby(self, fd: int) -> int:
+        """Fork a standby waiting on ``fd`` (its end of a socket pair); its pid, our child."""
+        return await self._ask(json.dumps({"standby": True}).encode(), [fd])
+
+    async def _ask(self, request: bytes, fds: list[int]) -> int:
         async with self._lock:
             if self.broken or self.returncode is not None:
                 self.broken = True
                 raise ForkServerError("the fork server is gone")
-            request = json.dumps({"cwd": cwd, "env": env}).encode()
             loop = asyncio.get_running_loop()
             try:
                 ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array("i", fds))]
@@ -197,10 +212,18 @@ class ForkSpawner(PlainSpawner):
         prepare: Callable[[SpawnSpec], None] | None = None,
         *,
         on_server: Callable[[int], None] | None = None,
+        placement: Placement | None = None,
+        standby: bool = True,
     ) -> None:
-        """``on_server`` is told each fork server's pid (the warden's ``watch_pid``)."""
+        """``on_server`` is told each fork server's pid (the warden's ``watch_pid``);
+        ``placement`` puts a standby in its cgroups (the sandbox); ``standby=False``: none."""
         super().__init__(python, confine, prepare)
         self.on_server = on_server
+        self.placement = placement
+        #: The standby pool (``rosey.sandbox.standby``), fed by this spawner's fork server.
+        self.keeper = StandbyKeeper(
+            lambda: self.server, self._lost, placement, size=POOL_SIZE if standby else 0
+        )
         self.server: ForkServer | None = None
         self._reaping = False
         self._started = False
@@ -234,6 +257,7 @@ class ForkSpawner(PlainSpawner):
         if self.on_server is not None:
             self.on_server(server.pid)
         log.info("fork server ready (pid %d)", server.pid)
+        self.keeper.wanted()
         return True
 
     def _lost(self, server: ForkServer, why: str) -> None:
@@ -246,6 +270,7 @@ class ForkSpawner(PlainSpawner):
             why,
         )
         server.close(timeout=0.05)  # dead or useless: no reason to wait for it
+        self.keeper.lost()  # what it made goes with it
         self._schedule_restart()
 
     def _schedule_restart(self) -> None:
@@ -262,6 +287,13 @@ class ForkSpawner(PlainSpawner):
         if not self._closed and self.server is None:
             await self.start()
 
+    async def spawn(self, spec: SpawnSpec) -> PluginProcess:
+        """``PlainSpawner.spawn``; then the pool is refilled if this start took the standby."""
+        try:
+            return await super().spawn(spec)
+        finally:
+            self.keeper.resume()
+
     async def launch(self, spec: SpawnSpec, channel: socket.socket) -> ProcessHandle:
         """Fork it when it runs in the bot's environment and the server is up; else spawn."""
         if spec.python is None and not self._started:
@@ -271,10 +303,15 @@ class ForkSpawner(PlainSpawner):
             return await super().launch(spec, channel)
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
+        cwd, env, fds = (
+            str(spec.data_dir),
+            scrubbed_env(spec),
+            [channel.fileno(), out_write, err_write],
+        )
         try:
-            pid = await server.fork(
-                str(spec.data_dir), scrubbed_env(spec), [channel.fileno(), out_write, err_write]
-            )
+            pid = self.keeper.take(cwd, env, fds)
+            if pid is None:
+                pid = await server.fork(cwd, env, fds)
         except BaseException as exc:
             for fd in (out_read, err_read):
                 os.close(fd)
@@ -301,9 +338,25 @@ class ForkSpawner(PlainSpawner):
         handle.exited.add_done_callback(lambda _: reaper.claimed.discard(pid))
         return handle
 
+    @property
+    def standby(self) -> Standby | None:
+        """The standby ready for the next launch, if any."""
+        return self.keeper.standby
+
+    @property
+    def filling(self) -> bool:
+        """Whether a standby is being made (or due to be)."""
+        return self.keeper.filling
+
+    def stopping(self) -> None:
+        """The bot is stopping its plugins: no standby is made from now on."""
+        self.keeper.stopping()
+
     def close(self) -> None:
-        """Stop the fork server (bounded) and the restarts; forked plugins are not touched."""
+        """Stop the fork server (bounded), the restarts and the standby; forked plugins are
+        not touched."""
         self._closed = True
+        self.keeper.close()
         if self._restart is not None:
             self._restart.cancel()
         server, self.server = self.server, None

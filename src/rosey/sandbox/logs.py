@@ -224,8 +224,12 @@ def write_marker(path: Path, plugin: str, what: str) -> None:
     ignores ``OSError``).
     """
     line = f"{stamp()} {marker_text(plugin, what)}\n".encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileNotFoundError:  # no folder yet (the first marker: the folder is made once)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, flags, 0o600)
     try:
         os.write(fd, line)
     finally:

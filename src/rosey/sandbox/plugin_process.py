@@ -49,6 +49,12 @@ class Confinement:
         #: True when an rlimit (not a cgroup) holds the process's memory.
         self.memory_by_rlimit = False
 
+    @property
+    def has_cgroup(self) -> bool:
+        """A cgroup holds the whole tree (``members`` lists it, ``kill`` ends it); without
+        one only a tree walk finds it. Cheap: a stop asks it for every plugin at once."""
+        return False
+
     def members(self) -> set[int] | None:
         """Every process of the plugin's tree, or None when only a tree walk can tell."""
         return None
@@ -126,11 +132,19 @@ class PluginProcess:
         """Bytes of stdout and stderr received so far (whatever rotation discarded)."""
         return self._log.written
 
+    @property
+    def exit_future(self) -> asyncio.Future[int]:
+        """Resolves with the return code the moment it exits: to wait on beside other
+        futures without a task (``asyncio.wait`` never cancels it; never cancel it)."""
+        return self._exited
+
     async def wait(self) -> int:
         """Wait for the process to exit (event-driven, no polling); its return code."""
         code = await asyncio.shield(self._exited)
         # Let the pumps take the last words off the pipes (bounded: a grandchild may hold them).
-        await asyncio.wait(self._pumps, timeout=0.5)
+        pending = [pump for pump in self._pumps if not pump.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=0.5)
         return code
 
     async def exited(self) -> int:
@@ -182,7 +196,7 @@ class PluginProcess:
             raise
 
     async def _stop(self, grace: float) -> int:
-        if self.confinement.members() is None:
+        if not self.confinement.has_cgroup:
             # No cgroup: remember the tree while its root is alive to show it (see kill_tree).
             self._snapshot = self._descendants()
         if self._proc.returncode is None:
@@ -212,7 +226,7 @@ class PluginProcess:
         import psutil  # only without a cgroup (off an idle manager's memory)
 
         untracked: dict[int, psutil.Process] = {}
-        if self.confinement.members() is None:
+        if not self.confinement.has_cgroup:
             untracked.update((p.pid, p) for p in self._snapshot)
             if self._sampler is not None:
                 untracked.update(self._sampler.known())

@@ -96,6 +96,9 @@ class WardenLink:
     def watch_pid(self, pid: int) -> None:
         self._send(f"pid {pid}")
 
+    def forget_pid(self, pid: int) -> None:
+        self._send(f"unpid {pid}")
+
     def watch_mount(self, path: Path) -> None:
         """A data folder's quota mount (sandbox/quota.py): unmounted if the bot dies."""
         self._send(f"mount {path}")
