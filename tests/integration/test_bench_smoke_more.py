@@ -1,4 +1,5 @@
-"""bench/supervisors.py and bench/chaos.py run end to end with tiny sizes, so they cannot rot.
+"""bench/supervisors.py, bench/chaos.py and bench/stop.py run end to end with tiny sizes, so
+they cannot rot.
 
 Their figures are not checked (speed is for the benches to print, not for tests to assert);
 the chaos soak's verdicts are correctness, so its exit status is. Every process a bench
@@ -80,3 +81,10 @@ async def test_chaos_bench_runs_and_its_verdicts_hold() -> None:
     assert "ok     the manager never died" in text, text
     assert "broker disruptions 2" in text, text
     assert "FAILED" not in text, text
+
+
+async def test_stop_bench_runs() -> None:
+    code, text = await run_bench("stop.py", "--n", "2", "--runs", "1", timeout=120)
+    assert code == 0, text
+    assert "2 bare children, SIGTERM → all gone" in text, text
+    assert "SIGTERM → all outside pids gone" in text, text

@@ -68,17 +68,6 @@ Handler = Callable[["Request"], Awaitable[Response]]
 ErrorPage = Callable[[int, str], Response]
 
 
-class _Gone(Exception):
-    """The client went away or stopped reading: close without a reply."""
-
-
-class _Refuse(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 class Request:
     """One request: method, decoded target, headers (names lower-case), peer address, body."""
 
