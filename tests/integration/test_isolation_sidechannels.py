@@ -50,8 +50,12 @@ async def listening(folder: Path) -> AsyncIterator[Listeners]:
     found.udp_port = udp.get_extra_info("sockname")[1]
 
     def counter(kind: str) -> Any:
-        def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             found.received[kind] += 1
+            # Read what the plugin sends before closing: closed at once, its send could meet
+            # a closed peer (EPIPE) and an open channel would look refused.
+            with contextlib.suppress(ConnectionError):
+                await reader.read(64)
             writer.close()
 
         return accepted
