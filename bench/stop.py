@@ -15,9 +15,10 @@ prints what does not: the CPU the stop costs, next to a floor measured in the sa
 - **floor**: N bare children (bench/supervisors.py's, nats connected) spawned by this process,
   then SIGTERM to each: wall until all are gone, and the CPU of their exits.
 - ``--perf`` (root, ``perf`` installed): ``perf record -a`` over each Rosey stop, and the CPU
-  between SIGTERM and all gone by role (the bot, each plugin's three processes: plugin, init,
-  waiter; the nats-server; kernel workers; everything else on the machine), each with the
-  share spent unmapping the process's memory at exit (``exit_mmap``).
+  between SIGTERM and all gone by role (the bot, each plugin's processes: the plugin and its
+  namespace's init, and a waiter for a plainly spawned one; the nats-server; kernel workers;
+  everything else on the machine), each with the share spent unmapping the process's memory at
+  exit (``exit_mmap``).
 
 Load averages are printed with every run: other work on the machine inflates the wall clock.
 """
@@ -96,8 +97,10 @@ async def wait_gone(pids: list[int]) -> float:
 
 
 def roles(bot: int, outside: set[int]) -> dict[int, str]:
-    """Every process below the bot by role: each plugin's waiter (the outside pid), its init
-    and the plugin under it; other helpers (fork server, warden) by module."""
+    """Every process below the bot by role: each plugin (the outside pid when the fork server
+    made its namespaces: pid 2 inside, no waiter), its namespace's init (pid 1 inside) and, for
+    a plainly spawned plugin, its waiter (the outside pid, not in a namespace); other helpers
+    (fork server, warden) by module."""
     found = {bot: "bot"}
     tree = psutil.Process(bot).children(recursive=True)
     parents = {}
@@ -107,15 +110,28 @@ def roles(bot: int, outside: set[int]) -> dict[int, str]:
         except psutil.Error:
             continue
     for pid, parent in parents.items():
+        inner = inner_pid(pid)
         if pid in outside:
-            found[pid] = "waiter"
-        elif parent in outside:
+            found[pid] = "plugin" if inner == 2 else "waiter"
+        elif inner == 1:
             found[pid] = "init"
-        elif parents.get(parent) in outside:
+        elif inner == 2 or parents.get(parent) in outside:
             found[pid] = "plugin"
         else:
             found[pid] = "helper"
     return found
+
+
+def inner_pid(pid: int) -> int | None:
+    """The process's pid in its innermost PID namespace (None: gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def perf_by_role(

@@ -86,6 +86,10 @@ class Bot:
                     state_dir,
                     data_quota=self.config.security.data_quota,
                     fork_server=self.config.runtime.fork_server,
+                    namespaces={
+                        "pid": self.config.security.pid_namespace,
+                        "ipc": self.config.security.ipc_namespace,
+                    },
                 )
             )
             found = discover(self.config.plugins_dir)

@@ -294,18 +294,27 @@ def read_json(path: Path) -> Any:
 async def fork_server_of(bot: BotProcess) -> int:
     """The fork server's pid: the bot's child running ``rosey.sandbox.forkserver`` that is not
     a plugin (forked plugins show the server's command line too) nor the standby (in the
-    server's process group, which the server leads)."""
+    server's process group, which the server leads), nor a namespace's init (in that group too;
+    one whose plugin ended is a zombie until the bot reaps it)."""
     listing = (await bot.manage("list"))["result"]["plugins"]
     plugins = {p["stats"]["pid"] for p in listing}
     found = [
         p.pid
         for p in psutil.Process(bot.pid).children()
-        if "rosey.sandbox.forkserver" in " ".join(p.cmdline())
+        if "rosey.sandbox.forkserver" in command_line(p)
         and p.pid not in plugins
         and os.getpgid(p.pid) == p.pid
     ]
     assert len(found) == 1, found
     return found[0]
+
+
+def command_line(process: psutil.Process) -> str:
+    """Its command line; empty for one that has ended (a zombie has none)."""
+    try:
+        return " ".join(process.cmdline())
+    except (psutil.ZombieProcess, psutil.NoSuchProcess):
+        return ""
 
 
 def forked(bot: BotProcess, plugin: str) -> bool:

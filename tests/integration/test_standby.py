@@ -363,17 +363,41 @@ async def test_a_standby_dies_with_its_parent_and_one_never_adopted_leaves() -> 
 
 def standby_of(bot: BotProcess, plugins: set[int]) -> list[int]:
     """The bot's standby: its child running the fork server's command line that is neither a
-    plugin nor the fork server (which leads its own process group; the standby is in it)."""
+    plugin nor the fork server (which leads its own process group; the standby is in it) nor
+    the init of a plugin's namespaces (in that group too, but pid 1 inside)."""
     found = []
     for child in psutil.Process(bot.pid).children():
-        with contextlib.suppress(psutil.Error, ProcessLookupError):  # a zombie, gone
+        with contextlib.suppress(psutil.Error, OSError):  # a zombie, gone
             if (
                 "rosey.sandbox.forkserver" in " ".join(child.cmdline())
                 and child.pid not in plugins
                 and os.getpgid(child.pid) != child.pid
+                and inner_pid(child.pid) != 1
             ):
                 found.append(child.pid)
     return found
+
+
+def init_of(plugin: int) -> int:
+    """The init of ``plugin``'s PID namespace: our child, pid 1 in the same namespace."""
+    namespace = os.readlink(f"/proc/{plugin}/ns/pid")
+    found = [
+        child.pid
+        for child in psutil.Process().children()
+        if child.pid != plugin
+        and inner_pid(child.pid) == 1
+        and os.readlink(f"/proc/{child.pid}/ns/pid") == namespace
+    ]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def inner_pid(pid: int) -> int:
+    """The process's pid in its own (innermost) PID namespace."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("NSpid:"):
+            return int(line.split()[-1])
+    raise AssertionError(f"no NSpid for {pid}")
 
 
 async def test_a_restarted_plugin_is_the_standby_and_a_sigkilled_bot_leaves_nothing(
@@ -409,3 +433,46 @@ async def test_a_restarted_plugin_is_the_standby_and_a_sigkilled_bot_leaves_noth
         bot.proc.kill()
         await bot.proc.wait()
         assert await wait_gone(tree, timeout=10) == []
+
+
+async def test_a_standby_is_made_in_the_namespaces_launches_ask_for(
+    box: Sandbox, nats_url: str, tmp_path: Path
+) -> None:
+    """A standby made in other namespaces is discarded (the launch forks), and the refill is
+    made in those the launch asked for: the next launch then becomes it, pid 2 inside already."""
+    spawner = spawner_of(box)
+    first = await ready_standby(spawner)
+    assert first.made is None  # this box was told none
+    isolation = {"pid_namespace": True, "ipc_namespace": True, "plugin_uids": False}
+    spec = make_spec(tmp_path, nats_url, "crash_on_command")
+    spec = dataclasses.replace(spec, bootstrap={**spec.bootstrap, "isolation": isolation})
+    process = await spawner.spawn(spec)
+    try:
+        assert process.pid != first.pid  # not taken: forked into its namespaces instead
+        assert await wait_gone([first.pid], timeout=5) == []
+        await until_ready(process)
+        assert inner_pid(process.pid) == 2  # no waiter: the bot's child is the plugin
+        reply = await command(nats_url, "crash_on_command", "alive")
+        assert reply["text"] == "alive (pid 2)"  # its own pid, inside
+        init = init_of(process.pid)
+        assert init in reaper.claimed  # the bot's child too, reaped by the bot when it ends
+    finally:
+        await process.stop(5.0)
+    assert await wait_gone([init], timeout=5) == []  # it ended with its plugin
+
+    async def reaped() -> bool:
+        return init not in reaper.claimed and not psutil.pid_exists(init)  # zombies exist
+
+    await eventually(reaped, timeout=5, what="its init is reaped by the bot")
+    refill = await ready_standby(spawner, other_than=first.pid)
+    assert refill.made == {"pid": True, "ipc": True}
+    assert inner_pid(refill.pid) == 2  # made ahead: init is pid 1 beside it
+    again = await spawner.spawn(spec)
+    try:
+        assert again.pid == refill.pid
+        await until_ready(again)
+        assert inner_pid(again.pid) == 2
+        reply = await command(nats_url, "crash_on_command", "alive")
+        assert reply["text"] == "alive (pid 2)"
+    finally:
+        await again.stop(5.0)

@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from rosey.sandbox.forkserver import exit_code, parse_request
+from rosey.sandbox.forkserver import exit_code, parse_request, requested_namespaces
+from rosey.sandbox.namespaces import Request
 from rosey.sandbox.orphans import parse_stat
 
 
@@ -37,6 +38,31 @@ def test_a_valid_request_is_read(request_: object, expected: object) -> None:
 def test_a_bad_request_is_refused_naming_the_field(request_: object, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         parse_request(json.dumps(request_).encode())
+
+
+@pytest.mark.parametrize(
+    ("request_", "expected"),
+    [
+        ({"cwd": "/d", "env": {}}, None),
+        ({"standby": True, "namespaces": None}, None),
+        ({"namespaces": {"pid": True, "ipc": True}}, Request(pid=True, ipc=True)),
+        ({"namespaces": {"ipc": True}}, Request(pid=False, ipc=True)),
+        ({"namespaces": {}}, Request(pid=False, ipc=False)),
+    ],
+)
+def test_the_namespaces_a_request_asks_for_are_read(request_: object, expected: object) -> None:
+    assert requested_namespaces(json.dumps(request_).encode()) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [True, "pid", [], {"pid": 1}, {"pid": True, "net": True}, {"ipc": "yes"}],
+)
+def test_bad_namespaces_are_refused_saying_what_is_allowed(value: object) -> None:
+    with pytest.raises(
+        ValueError, match=r'namespaces: null or an object \{"pid": bool, "ipc": bool\}'
+    ):
+        requested_namespaces(json.dumps({"cwd": "/d", "namespaces": value}).encode())
 
 
 def test_a_request_that_is_not_json_is_refused() -> None:

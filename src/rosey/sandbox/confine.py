@@ -151,16 +151,19 @@ class Sandbox:
         rlimits: bool = True,
         quota: DataQuota | None = None,
         fork_server: bool = True,
+        namespaces: dict[str, bool] | None = None,
     ) -> None:
         """``family`` names the bot's cgroups (see ``rosey.sandbox.cgroups``); ``host=None``
         (or an empty host) means no cgroups: rlimits only. ``quota``: the data-folder quotas
         (None: a plain folder, as before). ``fork_server``: plugins of the bot's environment
-        are forked from a preloaded fork server (``rosey.sandbox.forkspawner``)."""
+        are forked from a preloaded fork server (``rosey.sandbox.forkspawner``); ``namespaces``:
+        those its standby is made in (``{"pid": bool, "ipc": bool}``, the configuration's)."""
         self.host = host or CgroupHost()
         self.warden = warden
         self.rlimits = rlimits
         self.quota = quota
         self.fork_server = fork_server
+        self.namespaces = namespaces
         self._spawner: PlainSpawner | None = None
         self._group = CgroupGroup(self.host, family) if self.host.usable else None
         self._remover = LeafRemover()
@@ -309,6 +312,7 @@ class Sandbox:
                     prepare=self.prepare,
                     on_server=self.watch_pid,
                     placement=self,
+                    namespaces=self.namespaces,
                 )
             else:
                 self._spawner = PlainSpawner(confine=self.confine, prepare=self.prepare)
@@ -345,10 +349,11 @@ async def open_sandbox(
     warden: bool = True,
     data_quota: bool = True,
     fork_server: bool = True,
+    namespaces: dict[str, bool] | None = None,
 ) -> AsyncIterator[Sandbox]:
     """The bot's sandbox: warden started, host detected, cgroup group ready, data-folder quotas
     (``data_quota``: the loop-mounted kind where possible), the fork server started
-    (``fork_server``); all torn down after.
+    (``fork_server``, its standby made in ``namespaces``); all torn down after.
 
     A warden that cannot start is logged and done without: plugins still die with the bot
     (their death signal), but what they forked may not.
@@ -372,6 +377,7 @@ async def open_sandbox(
             warden=link,
             quota=quota,
             fork_server=fork_server,
+            namespaces=namespaces,
         )
         sandbox.open()
         try:

@@ -17,17 +17,21 @@ the bot (``PR_SET_PDEATHSIG``), or when the bot closes its socket.
 One request: a JSON object ``{"cwd", "env", "argv"}`` with three descriptors (``SCM_RIGHTS``):
 the plugin's end of its control socket, the write ends of its stdout and stderr pipes. The
 server forks an intermediate process, which forks the plugin and exits at once (a double fork);
-the server reaps the intermediate and answers ``{"pid": PID}`` (or ``{"error": "..."}``). The
-bot is a child subreaper (``rosey.sandbox.orphans``), so the plugin, orphaned by the
-intermediate, is the bot's child before the answer is sent: the bot waits for it and learns its
-exact exit status, and the fork server's death touches no running plugin.
+the server reaps the intermediate and answers ``{"pid": PID, "init": null}`` (or
+``{"error": "..."}``). The bot is a child subreaper (``rosey.sandbox.orphans``), so the plugin,
+orphaned by the intermediate, is the bot's child before the answer is sent: the bot waits for it
+and learns its exact exit status, and the fork server's death touches no running plugin. With
+``"namespaces": {"pid": true, "ipc": true}`` the intermediate first makes those namespaces and
+forks their init, so the plugin is pid 2 inside and needs no waiter outside
+(``rosey.sandbox.namespaces.premake``); the answer names init too (``"init": PID``).
 
-A standby request, ``{"standby": true}`` with one descriptor (its end of a socket pair the bot
-made), forks the same way a process that has done nothing yet (``standby``): it waits until the
-bot is its parent, arms its death signal, checks the bot is still its parent (else exits), closes
-every descriptor but that socket, says ``ready`` on it and waits there for a plugin request (the
-same JSON object and three descriptors), then ``become``s that plugin. The bot keeps one ahead of
-time (``rosey.sandbox.standby``), in a cgroup leaf already: a restart skips the fork and the move.
+A standby request, ``{"standby": true}`` (and the same ``namespaces``) with one descriptor
+(its end of a socket pair the bot made), forks the same way a process that has done nothing yet
+(``standby``): it waits until the bot is its parent, arms its death signal, checks the bot is
+still its parent (else exits), closes every descriptor but that socket, says ``ready`` on it
+and waits there for a plugin request (the same JSON object and three descriptors), then
+``become``s that plugin. The bot keeps one ahead of time (``rosey.sandbox.standby``), in a cgroup
+leaf already: a restart skips the fork and the move.
 It holds what a freshly forked child holds before ``become``: no secret, no connection, no loop.
 
 The plugin (``become``): a new session; stdin ``/dev/null``, stdout and stderr its pipes, the
@@ -56,11 +60,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
-from rosey.sandbox import prctl
+from rosey.sandbox import namespaces, prctl
 
-__all__ = ["CONTROL_FD", "FDS", "exit_code", "main", "parse_request", "standby"]
+__all__ = [
+    "CONTROL_FD",
+    "FDS",
+    "exit_code",
+    "main",
+    "parse_request",
+    "requested_namespaces",
+    "standby",
+]
 
 #: Where the plugin finds its control socket.
 CONTROL_FD = 3
@@ -74,6 +86,14 @@ ORPHANED = 70
 ADOPTION_TIMEOUT = 5.0
 
 Entry = Callable[[int, int], int]
+
+
+class Forked(NamedTuple):
+    """What a request made: the process's pid, and its namespace's init's (None: no PID
+    namespace made ahead), both the bot's children; the reply, as a JSON object."""
+
+    pid: int
+    init: int | None
 
 
 def parse_request(data: bytes) -> tuple[str, dict[str, str], list[str]]:
@@ -91,6 +111,15 @@ def parse_request(data: bytes) -> tuple[str, dict[str, str], list[str]]:
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         raise ValueError("argv: a list of strings is required")
     return cwd, env, argv
+
+
+def requested_namespaces(data: bytes) -> namespaces.Request | None:
+    """The namespaces a request asks to be made ahead (its ``namespaces`` field; see
+    ``rosey.sandbox.namespaces.premake``); ``ValueError`` naming what is allowed."""
+    request = json.loads(data)
+    if not isinstance(request, dict):
+        raise ValueError("a request is a JSON object")
+    return namespaces.parse_request(request.get("namespaces"))
 
 
 def is_standby_request(data: bytes) -> bool:
@@ -193,13 +222,14 @@ def standby(sock: socket.socket, entry: Entry, parent: int) -> NoReturn:
     """
     try:
         deadline = time.monotonic() + ADOPTION_TIMEOUT
-        while os.getppid() != parent:  # the intermediate process is on its way out
+        # (Inside namespaces made ahead ``getppid`` is 0: ``outside_parent`` reads /proc.)
+        while namespaces.outside_parent() != parent:  # the intermediate is on its way out
             if time.monotonic() > deadline:
                 os._exit(ORPHANED)
             time.sleep(0.0001)
         with contextlib.suppress(OSError):
             prctl.set_death_signal(signal.SIGKILL)
-        if os.getppid() != parent:
+        if namespaces.outside_parent() != parent:
             os._exit(ORPHANED)
         keep = sock.fileno()
         os.closerange(3, keep)
@@ -217,24 +247,40 @@ def standby(sock: socket.socket, entry: Entry, parent: int) -> NoReturn:
 
 
 def fork_plugin(
-    cwd: str, env: Mapping[str, str], argv: list[str], fds: Sequence[int], entry: Entry, parent: int
-) -> int:
-    """Double-fork the plugin; its pid, once the intermediate process is reaped."""
+    cwd: str,
+    env: Mapping[str, str],
+    argv: list[str],
+    fds: Sequence[int],
+    entry: Entry,
+    parent: int,
+    made: namespaces.Request | None = None,
+) -> Forked:
+    """Double-fork the plugin (into the namespaces ``made`` asks for); its pid (and its init's),
+    once the intermediate process is reaped."""
     if len(fds) != FDS:
         raise ValueError(f"a request carries {FDS} descriptors, not {len(fds)}")
-    return double_fork(lambda: become(cwd, env, argv, fds, entry, parent))
+    return double_fork(lambda: become(cwd, env, argv, fds, entry, parent), made)
 
 
-def fork_standby(fds: Sequence[int], entry: Entry, parent: int) -> int:
-    """Double-fork a standby on the one descriptor of its request; its pid."""
+def fork_standby(
+    fds: Sequence[int], entry: Entry, parent: int, made: namespaces.Request | None = None
+) -> Forked:
+    """Double-fork a standby on the one descriptor of its request; its pid (and its init's)."""
     if len(fds) != 1:
         raise ValueError(f"a standby request carries 1 descriptor, not {len(fds)}")
-    return double_fork(lambda: standby(socket.socket(fileno=os.dup(fds[0])), entry, parent))
+    return double_fork(lambda: standby(socket.socket(fileno=os.dup(fds[0])), entry, parent), made)
 
 
-def double_fork(child_main: Callable[[], NoReturn]) -> int:
+def double_fork(
+    child_main: Callable[[], NoReturn], made: namespaces.Request | None = None
+) -> Forked:
     """Run ``child`` in a grandchild; its pid, once the intermediate process is reaped (from
-    then on the bot, the child subreaper, is its parent)."""
+    then on the bot, the child subreaper, is its parent).
+
+    ``made``: the intermediate first makes these namespaces and, with a PID namespace, forks
+    their init (``rosey.sandbox.namespaces.premake``): the grandchild is then pid 2 inside,
+    and init, orphaned as well, the bot's child too (its pid is returned with the plugin's:
+    the bot reaps it once the plugin has ended)."""
     read_end, write_end = os.pipe()
     # Everything alive here goes to the collector's permanent generation: the plugin's
     # collections (a full one comes sooner or later) never walk, and so never write to, the
@@ -249,11 +295,16 @@ def double_fork(child_main: Callable[[], NoReturn]) -> int:
     if intermediate == 0:  # the intermediate: fork the plugin, tell its pid, go
         try:
             os.close(read_end)
+            init, go = (namespaces.premake(made) if made is not None else None) or (0, -1)
             child = os.fork()
             if child == 0:
                 os.close(write_end)
+                if go >= 0:
+                    os.close(go)
                 child_main()
-            os.write(write_end, str(child).encode())
+            if go >= 0:
+                os.close(go)  # init may look for its sibling now
+            os.write(write_end, f"{child} {init}".encode())
         finally:
             os._exit(0)
     os.close(write_end)
@@ -266,7 +317,8 @@ def double_fork(child_main: Callable[[], NoReturn]) -> int:
     os.waitpid(intermediate, 0)  # from here on the plugin is the bot's child
     if not data:
         raise OSError("the fork failed (no pid came back)")
-    return int(data)
+    child, init = map(int, data.split())
+    return Forked(child, init or None)
 
 
 def serve(sock: socket.socket, entry: Entry, parent: int) -> int:
@@ -284,11 +336,12 @@ def serve(sock: socket.socket, entry: Entry, parent: int) -> int:
             return 0
         reply: dict[str, Any]
         try:
+            made = requested_namespaces(data)
             if is_standby_request(data):
-                reply = {"pid": fork_standby(fds, entry, parent)}
+                reply = fork_standby(fds, entry, parent, made)._asdict()
             else:
                 cwd, env, argv = parse_request(data)
-                reply = {"pid": fork_plugin(cwd, env, argv, fds, entry, parent)}
+                reply = fork_plugin(cwd, env, argv, fds, entry, parent, made)._asdict()
         except (OSError, ValueError) as exc:
             reply = {"error": f"{type(exc).__name__}: {exc}"}
         finally:

@@ -44,9 +44,17 @@ from rosey.sandbox.orphans import reaper
 from rosey.sandbox.plugin_process import Confine, PluginProcess
 from rosey.sandbox.spawner import PlainSpawner
 from rosey.sandbox.spec import SpawnSpec, base_env, scrubbed_env
-from rosey.sandbox.standby import POOL_SIZE, Placement, Standby, StandbyKeeper
+from rosey.sandbox.standby import (
+    POOL_SIZE,
+    Forked,
+    Namespaces,
+    Placement,
+    Standby,
+    StandbyKeeper,
+    reap_init,
+)
 
-__all__ = ["ENTRY", "ForkServer", "ForkServerError", "ForkSpawner"]
+__all__ = ["ENTRY", "ForkServer", "ForkServerError", "ForkSpawner", "namespaces_for"]
 
 log = logging.getLogger("rosey.sandbox")
 
@@ -57,6 +65,19 @@ REPLY_TIMEOUT = 5.0
 STOP_TIMEOUT = 1.0
 RESTART_FIRST = 0.1
 RESTART_MAX = 30.0
+
+
+def namespaces_for(spec: SpawnSpec) -> Namespaces:
+    """What the fork server makes ahead for ``spec``: the PID and IPC namespaces its bootstrap
+    asks the runner for (None: none), so that the runner needs no waiter outside them."""
+    isolation = spec.bootstrap.get("isolation")
+    if not isinstance(isolation, dict):
+        return None
+    made = {
+        "pid": bool(isolation.get("pid_namespace")),
+        "ipc": bool(isolation.get("ipc_namespace")),
+    }
+    return made if any(made.values()) else None
 
 
 class ForkServerError(OSError):
@@ -142,18 +163,25 @@ class ForkServer:
         if self.on_exit is not None and not future.cancelled():
             self.on_exit(future.result())
 
-    async def fork(self, cwd: str, env: dict[str, str], fds: list[int]) -> int:
-        """Fork a runner with ``fds`` (control socket, stdout, stderr); its pid, now our child.
+    async def fork(
+        self, cwd: str, env: dict[str, str], fds: list[int], made: Namespaces = None
+    ) -> Forked:
+        """Fork a runner with ``fds`` (control socket, stdout, stderr), into the namespaces
+        ``made`` asks for (made ahead: ``rosey.sandbox.namespaces.premake``); its pid and its
+        init's, both our children now.
 
         Any failure marks the server broken (a late answer would answer the next request).
         """
-        return await self._ask(json.dumps({"cwd": cwd, "env": env}).encode(), fds)
+        request = {"cwd": cwd, "env": env, "namespaces": made}
+        return await self._ask(json.dumps(request).encode(), fds)
 
-    async def fork_standby(self, fd: int) -> int:
-        """Fork a standby waiting on ``fd`` (its end of a socket pair); its pid, our child."""
-        return await self._ask(json.dumps({"standby": True}).encode(), [fd])
+    async def fork_standby(self, fd: int, made: Namespaces = None) -> Forked:
+        """Fork a standby waiting on ``fd`` (its end of a socket pair), in the namespaces
+        ``made`` asks for; its pid and its init's, our children."""
+        request = {"standby": True, "namespaces": made}
+        return await self._ask(json.dumps(request).encode(), [fd])
 
-    async def _ask(self, request: bytes, fds: list[int]) -> int:
+    async def _ask(self, request: bytes, fds: list[int]) -> Forked:
         async with self._lock:
             if self.broken or self.returncode is not None:
                 self.broken = True
@@ -175,7 +203,8 @@ class ForkServer:
         try:
             answer = json.loads(reply)
             if "pid" in answer:
-                return int(answer["pid"])
+                init = answer.get("init")
+                return Forked(int(answer["pid"]), None if init is None else int(init))
             problem = str(answer["error"])
         except (ValueError, TypeError, KeyError) as exc:
             self.broken = True
@@ -214,9 +243,11 @@ class ForkSpawner(PlainSpawner):
         on_server: Callable[[int], None] | None = None,
         placement: Placement | None = None,
         standby: bool = True,
+        namespaces: Namespaces = None,
     ) -> None:
         """``on_server`` is told each fork server's pid (the warden's ``watch_pid``);
-        ``placement`` puts a standby in its cgroups (the sandbox); ``standby=False``: none."""
+        ``placement`` puts a standby in its cgroups (the sandbox); ``standby=False``: none;
+        ``namespaces``: those the standby is made in until a launch asks for others."""
         super().__init__(python, confine, prepare)
         self.on_server = on_server
         self.placement = placement
@@ -224,6 +255,7 @@ class ForkSpawner(PlainSpawner):
         self.keeper = StandbyKeeper(
             lambda: self.server, self._lost, placement, size=POOL_SIZE if standby else 0
         )
+        self.keeper.made = namespaces if namespaces and any(namespaces.values()) else None
         self.server: ForkServer | None = None
         self._reaping = False
         self._started = False
@@ -308,10 +340,11 @@ class ForkSpawner(PlainSpawner):
             scrubbed_env(spec),
             [channel.fileno(), out_write, err_write],
         )
+        made = namespaces_for(spec)
         try:
-            pid = self.keeper.take(cwd, env, fds)
-            if pid is None:
-                pid = await server.fork(cwd, env, fds)
+            forked = self.keeper.take(cwd, env, fds, made)
+            if forked is None:
+                forked = await server.fork(cwd, env, fds, made)
         except BaseException as exc:
             for fd in (out_read, err_read):
                 os.close(fd)
@@ -325,8 +358,11 @@ class ForkSpawner(PlainSpawner):
         finally:
             os.close(out_write)
             os.close(err_write)
-        # No await since the answer: the orphan reaper cannot have touched it.
+        # No await since the answer: the orphan reaper cannot have touched them.
+        pid, init = forked
         reaper.claimed.add(pid)
+        if init is not None:
+            reaper.claimed.add(init)
         self.restart_delay = RESTART_FIRST  # it served: the next loss restarts it quickly again
         try:
             handle = await AdoptedHandle.adopt(pid, out_read, err_read)
@@ -334,8 +370,16 @@ class ForkSpawner(PlainSpawner):
             reaper.claimed.discard(pid)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+            if init is not None:
+                reap_init(init)
             raise
-        handle.exited.add_done_callback(lambda _: reaper.claimed.discard(pid))
+
+        def exited(_: object) -> None:
+            reaper.claimed.discard(pid)
+            if init is not None:
+                reap_init(init)
+
+        handle.exited.add_done_callback(exited)
         return handle
 
     @property

@@ -33,7 +33,7 @@ import socket
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from rosey.errors import describe_exit
 from rosey.sandbox.exits import ExitWatch
@@ -45,11 +45,14 @@ __all__ = [
     "POOL_SIZE",
     "Action",
     "Event",
+    "Forked",
+    "Namespaces",
     "Phase",
     "Placement",
     "Standby",
     "StandbyKeeper",
     "StandbyPool",
+    "reap_init",
     "refill_delay",
 ]
 
@@ -60,6 +63,34 @@ FILL_TIMEOUT = 5.0
 #: Backoff after a standby that failed or died unexpectedly: first delay, most.
 RETRY_FIRST = 0.1
 RETRY_MAX = 30.0
+
+
+#: The namespaces a fork server request asks to be made ahead: ``{"pid": bool, "ipc": bool}``
+#: (``rosey.sandbox.namespaces.premake``); None for none.
+Namespaces = dict[str, bool] | None
+
+
+class Forked(NamedTuple):
+    """What the fork server made: the process's pid, and the pid of the init of the namespaces
+    it made for it (None: no PID namespace made ahead); both the bot's children."""
+
+    pid: int
+    init: int | None
+
+
+def reap_init(init: int) -> None:
+    """Collect the init of a forked plugin's namespaces once it ends (it does when its plugin
+    has; claimed until then, so that the orphan reaper leaves it alone)."""
+
+    def collected(_: object) -> None:
+        reaper.claimed.discard(init)
+
+    try:
+        watch = ExitWatch(init, asyncio.get_running_loop())
+    except (OSError, RuntimeError):  # gone and reaped already; or no loop: nothing to watch
+        reaper.claimed.discard(init)
+        return
+    watch.exited.add_done_callback(collected)
 
 
 class Phase(enum.Enum):
@@ -148,13 +179,24 @@ class Placement(Protocol):
 class Standby:
     """The bot's side of one standby process: its socket, its exit, its assignment."""
 
-    def __init__(self, pid: int, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
-        """``pid`` is the bot's child already (the fork server reaped the intermediate); no
-        await since the fork server's answer, so the orphan reaper cannot have touched it."""
-        reaper.claimed.add(pid)
-        self.pid = pid
+    def __init__(
+        self,
+        forked: Forked,
+        sock: socket.socket,
+        loop: asyncio.AbstractEventLoop,
+        made: Namespaces = None,
+    ) -> None:
+        """``forked``: its pid and its init's, the bot's children already (the fork server
+        reaped the intermediate); no await since the fork server's answer, so the orphan reaper
+        cannot have touched them. ``made``: the namespaces it was forked into (a launch that
+        asks for others forks)."""
+        self.pid, self.init = forked
+        reaper.claimed.add(self.pid)
+        if self.init is not None:
+            reaper.claimed.add(self.init)
+        self.made = made
         self._sock = sock
-        self.watch = ExitWatch(pid, loop)
+        self.watch = ExitWatch(self.pid, loop)
         self._discarded = False
 
     @property
@@ -185,7 +227,8 @@ class Standby:
         self.watch.close()  # a zombie stays one: the caller's own watch sees it at once
 
     def discard(self) -> None:
-        """Kill it and reap it (bounded: SIGKILL, nothing to flush); its socket closed. Once."""
+        """Kill it and reap it, its init too (bounded: SIGKILL, nothing to flush); its socket
+        closed. Once."""
         if self._discarded:
             return
         self._discarded = True
@@ -197,6 +240,12 @@ class Standby:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(self.pid, 0)
         reaper.claimed.discard(self.pid)
+        if self.init is not None:  # claimed and unreaped until now: still this process
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.init, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.init, 0)
+            reaper.claimed.discard(self.init)
 
 
 class Forker(Protocol):
@@ -204,7 +253,7 @@ class Forker(Protocol):
 
     broken: bool
 
-    async def fork_standby(self, fd: int) -> int: ...
+    async def fork_standby(self, fd: int, made: Namespaces = None) -> Forked: ...
 
 
 class StandbyKeeper:
@@ -231,6 +280,9 @@ class StandbyKeeper:
         self._fill: asyncio.Task[None] | None = None
         #: A launch took the standby: the refill waits until it is confined (``resume``).
         self._deferred: list[Action] = []
+        #: The namespaces standbys are made in (``rosey.sandbox.namespaces.premake``): those
+        #: the last launch asked for (the fork spawner sets the configuration's at first).
+        self.made: Namespaces = None
 
     def wanted(self) -> None:
         """A fork server is up: fill the pool."""
@@ -249,13 +301,22 @@ class StandbyKeeper:
         """Whether a standby is being made (or due to be)."""
         return self._fill is not None and not self._fill.done()
 
-    def take(self, cwd: str, env: dict[str, str], fds: list[int]) -> int | None:
-        """Hand the plugin to the ready standby; its pid (claimed, our child), or None."""
+    def take(
+        self, cwd: str, env: dict[str, str], fds: list[int], made: Namespaces = None
+    ) -> Forked | None:
+        """Hand the plugin to the ready standby; its pid and its init's (claimed, our
+        children), or None.
+
+        ``made``: the namespaces the plugin needs made ahead. A standby made in others is
+        discarded (the refill is made in these) and None returned: the caller forks."""
+        self.made = made
         standby = self.standby
         if standby is None:
             return None
         self.standby = None
         try:
+            if standby.made != made:
+                raise OSError(f"made in the namespaces {standby.made}, the plugin asks for {made}")
             standby.assign(cwd, env, fds)
         except OSError as exc:
             log.warning("standby (pid %d) unusable (%s); forking instead", standby.pid, exc)
@@ -265,7 +326,7 @@ class StandbyKeeper:
         # Not now: its move would hold the kernel's cgroup mutex for a grace period while the
         # plugin that took the standby is confined (its leaf's rename, its limits).
         self._deferred = self._pool.on(Event.TAKEN)
-        return standby.pid
+        return Forked(standby.pid, standby.init)
 
     def resume(self) -> None:
         """The launch that took the standby is done (confined, or failed): refill now."""
@@ -306,17 +367,20 @@ class StandbyKeeper:
             self._act(self._pool.on(Event.LOST))  # none until the server is back (WANTED)
             return
         loop = asyncio.get_running_loop()
+        made = self.made
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         standby: Standby | None = None
         try:
             try:
-                pid = await server.fork_standby(theirs.fileno())
+                forked = await server.fork_standby(theirs.fileno(), made)
             finally:
                 theirs.close()
             ours.setblocking(False)
-            standby = self._filling = Standby(pid, ours, loop)  # no await since the answer
+            standby = self._filling = Standby(forked, ours, loop, made)  # no await since then
             if self.placement is not None:
-                placing = asyncio.ensure_future(asyncio.to_thread(self.placement.place, pid))
+                placing = asyncio.ensure_future(
+                    asyncio.to_thread(self.placement.place, standby.pid)
+                )
                 try:
                     await asyncio.shield(placing)
                 except asyncio.CancelledError:

@@ -3,7 +3,8 @@ and before any plugin code is imported (``rosey.sdk.runner`` calls ``harden`` fi
 then ``confine_self``).
 
 Order: die with the manager and stay undumpable (``harden``); its own PID and IPC namespaces
-(it forks: this process stays outside as the waiter, see ``rosey.sandbox.namespaces``), the
+(it forks: this process stays outside as the waiter, see ``rosey.sandbox.namespaces``; a
+plugin forked by the fork server finds them made already, and is the manager's child), the
 plugin's own uid and its process rlimit; Landlock and dropped capabilities; the seccomp filter
 last. The layers in force are reported in one ``confined`` message before any plugin code runs;
 a layer the host refuses is reported as ``missing:<layer>``; one the plugin cannot run without
@@ -42,8 +43,26 @@ def harden(parent_pid: int) -> None:
             except OSError as exc:
                 print(f"rosey runner: {exc}", file=sys.stderr)
     # The manager may have died before PDEATHSIG was armed.
-    if os.getppid() != parent_pid:
+    if _parent() != parent_pid:
         os._exit(70)
+
+
+def _parent() -> int:
+    """Our parent's pid as the manager knows it (inside namespaces the fork server made,
+    ``getppid`` is 0: the manager is outside)."""
+    parent = os.getppid()
+    if parent:
+        return parent
+    from rosey.sandbox import namespaces
+
+    return namespaces.outside_parent()
+
+
+def _premade() -> bool:
+    """Whether the fork server forked us into namespaces it made (only then is the module
+    loaded already: a plain runner that asks for none does not import it)."""
+    module = sys.modules.get("rosey.sandbox.namespaces")
+    return getattr(module, "PREMADE", None) is not None
 
 
 def _isolate(
@@ -53,26 +72,43 @@ def _isolate(
 
     With a PID namespace this forks twice and returns only in the plugin process (pid 2
     inside); the waiter outside and init (pid 1) live on in ``rosey.sandbox.namespaces``.
+    A process the fork server forked into namespaces it made ahead (``namespaces.PREMADE``) is
+    pid 2 already, the manager's child itself: no fork, no waiter.
     A layer the host refuses is reported as ``missing:<layer>`` and the reason logged.
     """
     from rosey.sandbox import namespaces
     from rosey.sandbox.landlock import drop_capabilities
 
     outside_pid = os.getpid()
+    request = namespaces.Request(
+        pid=bool(isolation.get("pid_namespace")), ipc=bool(isolation.get("ipc_namespace"))
+    )
+    premade = namespaces.PREMADE
     try:
-        outcome = namespaces.enter(
-            namespaces.Request(
-                pid=bool(isolation.get("pid_namespace")), ipc=bool(isolation.get("ipc_namespace"))
+        if premade is None:
+            outcome = namespaces.enter(request)
+        elif premade.request != request:
+            raise OSError(
+                f"the fork server made the namespaces {premade.request}, "
+                f"the bootstrap asks for {request}"
             )
-        )
+        elif premade.error is not None:
+            raise OSError(premade.error)
+        else:
+            outcome = premade.outcome
     except OSError as exc:
         control_channel.send_now(control.failed(f"cannot isolate the plugin: {exc}"))
         sys.exit(1)
+    # Whether the manager is our parent (no waiter between): it may die while we change
+    # credentials, which clears the death signal.
+    managers_child = premade is not None or not outcome.flags & namespaces.CLONE_NEWPID
     layers = list(outcome.layers)
     for reason in outcome.missing:
         print(f"rosey runner: namespace unavailable, {reason}", file=sys.stderr)
         layers.append("missing:" + reason.partition(":")[0])
-    if outcome.flags & namespaces.CLONE_NEWPID:
+    if premade is not None and outcome.flags & namespaces.CLONE_NEWPID:
+        runtime.MANAGER_PID = namespaces.outside_pid()
+    elif outcome.flags & namespaces.CLONE_NEWPID:
         # Re-armed (a new user namespace may have cleared it) before the fork: this process
         # becomes the waiter, which then runs no more than it must (see ``branch``).
         harden(parent_pid)
@@ -91,35 +127,35 @@ def _isolate(
         os.setgroups([g for g in isolation.get("groups") or () if isinstance(g, int)])
         os.setgid(gid)
         os.setuid(uid)
-        if not outcome.flags & namespaces.CLONE_NEWPID:
+        if managers_child:
             namespaces.arm_death_signal()  # a change of credentials clears it
         layers.append("uid")
     elif isolation.get("plugin_uids"):
         layers.append("missing:uid")
     if "uid" in layers or outcome.flags & namespaces.CLONE_NEWUSER:
-        layers += _limit_processes(isolation.get("max_processes"), outcome.flags)
-    # Without a PID namespace the manager is still our parent: it may have died before the
-    # death signal was armed again. (Inside one, init's death takes us along.)
-    if not outcome.flags & namespaces.CLONE_NEWPID and os.getppid() != parent_pid:
+        helpers = 0
+        if outcome.flags & namespaces.CLONE_NEWUSER and outcome.flags & namespaces.CLONE_NEWPID:
+            helpers = 1 if premade is not None else 2  # init (and the waiter), same uid
+        layers += _limit_processes(isolation.get("max_processes"), helpers)
+    # Without a waiter the manager is still our parent: it may have died before the death
+    # signal was armed again. (Below a waiter, init's death takes us along.)
+    if managers_child and _parent() != parent_pid:
         os._exit(70)
     return layers
 
 
-def _limit_processes(max_processes: object, flags: int) -> list[str]:
+def _limit_processes(max_processes: object, helpers: int) -> list[str]:
     """``RLIMIT_NPROC`` for the plugin's tree, where the kernel counts only that tree.
 
     The kernel counts it per uid, and since Linux 5.14 per user namespace: with a uid of its
     own, or in a user namespace of its own, the count is this plugin's processes (threads
     included, as cgroup ``pids.max`` counts them) and nobody else's. That is the process quota
-    of an unprivileged bot on a host without a pids cgroup. Inside a user namespace the waiter
-    and init (``rosey.sandbox.namespaces``) count too. Set after capabilities are gone, so it
-    cannot be raised again.
+    of an unprivileged bot on a host without a pids cgroup. Inside a user namespace init (and
+    the waiter, if there is one: ``rosey.sandbox.namespaces``) count too: ``helpers``. Set after
+    capabilities are gone, so it cannot be raised again.
     """
-    from rosey.sandbox import namespaces
-
     if not isinstance(max_processes, int) or max_processes <= 0:
         return []
-    helpers = 2 if flags & namespaces.CLONE_NEWUSER and flags & namespaces.CLONE_NEWPID else 0
     try:
         resource.setrlimit(resource.RLIMIT_NPROC, (max_processes + helpers,) * 2)
     except (OSError, ValueError) as exc:
@@ -161,6 +197,11 @@ def confine_self(
     """
     layers: list[str] = []
     isolation = boot.get("isolation")
+    if isolation is None and _premade():
+        control_channel.send_now(
+            control.failed("cannot isolate the plugin: namespaces were made it did not ask for")
+        )
+        sys.exit(1)
     if isolation is not None:
         layers += _isolate(control_channel, control_fd, isolation, parent_pid)
         if "uid" in layers and (problem := _unreachable(boot)) is not None:
