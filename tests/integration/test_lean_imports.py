@@ -19,6 +19,7 @@ import pytest
 
 from botproc import EXAMPLE_PLUGINS, run_bot
 from httpface import HTTP_ON, http_api
+from rosey.sandbox.host import CgroupHost, detect_host
 
 #: Modules (and what pulled them in before) a bot that has only started must not have loaded.
 ON_DEMAND = {
@@ -38,6 +39,43 @@ ON_DEMAND = {
     "rosey.sandbox.environments": "rosey.manager.spawnspec (a plugin with requirements)",
     "rosey.manager.installer": "rosey.api.actions.install/update/remove/rollback (when run)",
 }
+
+#: Every top-level module a started bot has loaded beyond a bare ``python -I`` (issue 13, row 5:
+#: the manager's RSS). Grouped by what pulls them in; each costs resident memory for as long as
+#: the bot runs (code objects, C extensions and the libraries they link). A module that is not
+#: here fails ``test_the_bot_loads_no_new_top_level_module``: import it where it is used, or
+#: measure what it costs the idle bot (``smaps_rollup``) and add it with the reason.
+IDLE_TOP_LEVEL = frozenset(
+    {
+        # asyncio and the standard library it and logging pull in (ssl: asyncio.sslproto, nats).
+        *("__future__", "_asyncio", "_contextvars", "_heapq", "_opcode", "_posixsubprocess"),
+        *("_socket", "_ssl", "_string", "_struct", "_typing", "_weakrefset", "array", "ast"),
+        *("_ast", "asyncio", "atexit", "base64", "binascii", "concurrent", "contextlib"),
+        *("contextvars", "dis", "errno", "fcntl", "heapq", "importlib", "inspect", "linecache"),
+        *("locale", "_locale", "logging", "math", "opcode", "select", "selectors", "signal"),
+        *("socket", "ssl", "string", "struct", "subprocess", "textwrap", "threading", "token"),
+        *("tokenize", "traceback", "typing", "warnings", "weakref"),
+        # pathlib, and urllib.parse (nats URLs; it imports ipaddress).
+        *("fnmatch", "ntpath", "pathlib", "urllib", "ipaddress"),
+        # nats-py (its JetStream client parses headers with email.parser).
+        *("nats", "email", "calendar", "quopri", "_datetime", "datetime"),
+        # pydantic: the config, manifests and API requests (~10 MiB of the idle manager).
+        *("pydantic", "pydantic_core", "annotated_types", "typing_extensions", "typing_inspection"),
+        *("decimal", "_decimal", "numbers", "fractions", "zoneinfo", "_zoneinfo", "sysconfig"),
+        *("uuid", "_uuid", "platform", "secrets"),
+        *("hmac", "hashlib", "_hashlib", "_blake2", "random", "_random", "_sha512", "bisect"),
+        *("_bisect", "copy", "dataclasses"),
+        # YAML (config and manifests; its C loader is a Cython module).
+        *("yaml", "cython_runtime"),
+        # The sandbox and the manager: libc calls, ids, limits, the cgroup leaf remover's queue.
+        *("ctypes", "_ctypes", "gc", "grp", "pwd", "resource", "queue", "_queue", "zlib"),
+        # shutil (it imports bz2 and lzma), and pkgutil (the API actions' registry).
+        *("shutil", "bz2", "_bz2", "lzma", "_lzma", "_compression", "pkgutil"),
+    }
+)
+#: Named after the platform or the Cython version: sysconfig's data (zoneinfo), Cython's shared
+#: module (yaml's C loader).
+IDLE_TOP_LEVEL_PREFIXES = ("_sysconfigdata_", "_cython_")
 
 SCRIPT = """
 import json, sys
@@ -65,6 +103,25 @@ def loaded() -> set[str]:
 def test_the_bot_does_not_import_it_before_it_is_needed(loaded: set[str], module: str) -> None:
     assert "rosey.bot" in loaded
     assert module not in loaded, f"{module} is imported with the bot (was: {ON_DEMAND[module]})"
+
+
+def test_the_bot_loads_no_new_top_level_module(loaded: set[str]) -> None:
+    """The idle bot's import set does not regrow: every top-level module it loads beyond a bare
+    interpreter is one of ``IDLE_TOP_LEVEL`` (a new one is memory the manager keeps for days)."""
+    bare = subprocess.run(
+        [sys.executable, "-I", "-c", "import json, sys; print(json.dumps(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    before = {m.split(".")[0] for m in json.loads(bare.stdout)}
+    new = {m.split(".")[0] for m in loaded} - before - {"rosey"} - IDLE_TOP_LEVEL
+    new = {m for m in new if not m.startswith(IDLE_TOP_LEVEL_PREFIXES)}
+    assert not new, (
+        f"a started bot now also loads {', '.join(sorted(new))}: import it where it is used, "
+        "or measure its memory and add it to IDLE_TOP_LEVEL"
+    )
 
 
 def test_what_is_on_demand_still_loads_where_it_is_used() -> None:
@@ -132,6 +189,33 @@ async def test_a_running_bot_reads_no_package_metadata(tmp_path: Path) -> None:
         assert reply["result"]["state"] == "running"
         maps = memory_map(bot.pid)
     assert "/_csv." not in maps, "the bot imported importlib.metadata (its csv is mapped)"
+
+
+def counts_plugins(host: CgroupHost) -> bool:
+    """Cgroups here count a plugin's CPU, memory and tasks (``PluginCgroup.counters``)."""
+    cpu = host.controllers.get("cpu")
+    cpu_counted = host.unified is not None or (
+        cpu is not None and (cpu[1] / "cpuacct.usage").exists()
+    )
+    return cpu_counted and "memory" in host.controllers and "pids" in host.controllers
+
+
+async def test_status_reads_the_cgroup_counters_without_psutil(tmp_path: Path) -> None:
+    """``list`` and ``status`` (asked all the time: dashboards, ``rosey top``, benches) sample a
+    plugin through its cgroup's counters, as the health monitor does: psutil (0.3-0.4 MiB of a
+    manager with 100 plugins, a handle per process) is not loaded where cgroups count them."""
+    host = detect_host()
+    if not counts_plugins(host):
+        pytest.skip(f"no cgroups here count a plugin's CPU, memory and tasks: {host.notes}")
+    async with run_bot(tmp_path, plugins_dirs=[EXAMPLE_PLUGINS / "dice"], config=HTTP_ON) as bot:
+        listed = await bot.manage("list")
+        status = await bot.manage("status", {"plugin": "dice"})
+        maps = memory_map(bot.pid)
+    assert [p["name"] for p in listed["result"]["plugins"]] == ["dice"]
+    stats = status["result"]["stats"]
+    assert stats["running"], stats
+    assert stats["memory_mb"] > 0, stats
+    assert "_psutil_linux" not in maps, "status walked /proc with psutil"
 
 
 def memory_map(pid: int) -> str:

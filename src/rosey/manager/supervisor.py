@@ -71,7 +71,10 @@ class PluginSupervisor(PluginLife):
         """The process tree's use now, CPU since the previous call.
 
         Status keeps a sampler of its own, so asking for status never shortens the CPU window
-        the health monitor judges.
+        the health monitor judges. It reads the cgroup's counters where there are some, as the
+        monitor does (the same memory figure the limit is judged on), and walks ``/proc`` with
+        psutil only without them: status is asked all the time (``list``, the dashboard), and
+        psutil would otherwise stay in the idle manager's memory with a handle per process.
         """
         run = self._run
         if run is None or run.process.returncode is not None:
@@ -80,7 +83,10 @@ class PluginSupervisor(PluginLife):
             return None
         process = run.process
         if self._status_sampler is None or self._status_sampler.pid != process.pid:
-            self._status_sampler = TreeSampler(process.pid, process.confinement.members)
+            confinement = process.confinement
+            sampler = TreeSampler(process.pid, confinement.members, confinement.counters())
+            sampler.close()  # opens its files at each status (the monitor's stay open)
+            self._status_sampler = sampler
         self.last_sample = self._status_sampler.sample()
         return self.last_sample
 
