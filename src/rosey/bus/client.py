@@ -19,6 +19,7 @@ import asyncio
 import logging
 import re
 import sys
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,6 +186,12 @@ class EventBus:
         self._connected = asyncio.Event()
         #: Set at every reconnect (tests and health checks can await it; clear to re-arm).
         self.reconnected = asyncio.Event()
+        #: Messages published, and how many of them the server has confirmed (a PONG after
+        #: them): ``drain`` spends a round trip only when some are not.
+        self._published = 0
+        self._confirmed = 0
+        #: Each subscription's delivery task (``tasks``).
+        self._deliveries: weakref.WeakSet[asyncio.Task[None]] = weakref.WeakSet()
 
     # -- connection -------------------------------------------------------------------------
 
@@ -221,15 +228,55 @@ class EventBus:
     def is_connected(self) -> bool:
         return bool(self._nc.is_connected)
 
-    async def drain(self) -> None:
-        """Let subscriptions finish what they received, flush, and close."""
-        if self._nc.is_closed:
+    async def drain(self, *, close: bool = True) -> None:
+        """Let subscriptions finish what they received, make sure the server has every message
+        this connection published, and close.
+
+        A plugin's stop has ended its subscriptions already: then there is nothing to finish,
+        and one PING written after everything this connection sent (its PONG: the server has
+        processed all of it) is all nats-py's drain would add, in a round trip of its own and
+        only when something was published since the server last answered one (``flush``).
+        nats-py's drain makes a task per subscription and flushes in every case: CPU that every
+        plugin would pay at the same moment when the bot stops them all.
+
+        ``close=False``, for a process that ends right after (the plugin runner): with no
+        subscription left the connection stays open once the server has everything, for the
+        process's exit to close; ``tasks()`` are what it leaves running.
+        """
+        nc = self._nc
+        if nc.is_closed:
             return
         try:
-            await self._nc.drain()
+            if nc._subs or not nc.is_connected:
+                await nc.drain()
+                return
+            if self._published != self._confirmed:
+                await self._confirm(timeout=2.0)
         except (nats.errors.Error, TimeoutError, OSError) as exc:
             log.debug("%s: drain: %s", self.name, exc)
+            close = True
+        if close:
             await self._close_quietly()
+
+    def tasks(self) -> set[asyncio.Task[Any]]:
+        """The connection's own tasks not done yet: reading, flushing, pinging the server, and
+        each subscription's delivery (also one that was just told to stop)."""
+        nc = self._nc
+        running = (nc._reading_task, nc._flusher_task, nc._ping_interval_task, *self._deliveries)
+        return {task for task in running if task is not None and not task.done()}
+
+    async def _confirm(self, timeout: float) -> None:
+        """Return once the server has processed everything sent so far: what waits for the
+        flusher is written first, then one PING (nats-py's ``flush`` writes its PING ahead of
+        that buffer, see ``flush``)."""
+        nc = self._nc
+        published = self._published
+        if nc._pending_data_size > 0 and nc._transport is not None:
+            nc._transport.writelines(nc._pending[:])
+            nc._pending = []
+            nc._pending_data_size = 0
+        await nc.flush(timeout=max(1, round(timeout)))
+        self._confirmed = published
 
     async def close(self) -> None:
         await self._close_quietly()
@@ -320,6 +367,7 @@ class EventBus:
             await self._nc.publish(subject, data, reply=reply)
         except nats.errors.Error as exc:
             raise BusError(f"publish to {subject} failed: {exc}") from exc
+        self._published += 1
 
     async def flush(self, timeout: float = 2.0) -> None:
         """Return once the server has processed everything sent so far (subscriptions too).
@@ -329,11 +377,13 @@ class EventBus:
         server saw them ("ready" before subscribed). By the first PONG the flusher has written
         that buffer (it ran while we waited); the second PING follows it on the wire.
         """
+        published = self._published
         try:
             await self._nc.flush(timeout=max(1, round(timeout)))
             await self._nc.flush(timeout=max(1, round(timeout)))
         except (nats.errors.Error, TimeoutError) as exc:
             raise BusError(f"flush failed: {exc}") from exc
+        self._confirmed = published
 
     async def subscribe(self, subject: str, handler: Handler, *, queue: str = "") -> Subscription:
         """Deliver each message on ``subject`` to ``handler``, one at a time, in order.
@@ -358,6 +408,8 @@ class EventBus:
             inner = await self._nc.subscribe(subject, queue=queue, cb=deliver)
         except nats.errors.Error as exc:
             raise BusError(f"subscribe to {subject} failed: {exc}") from exc
+        if inner._wait_for_msgs_task is not None:
+            self._deliveries.add(inner._wait_for_msgs_task)
         return Subscription(inner, subject)
 
     async def request(self, subject: str, body: Any, *, timeout: float) -> Message:

@@ -12,7 +12,8 @@ bootstrap arrives, i.e. after the limits are in force, and after the runner has 
 under the layers the bootstrap asks for (``rosey.sdk.confinement``): its own PID and IPC
 namespaces, the plugin's own uid, Landlock and dropped capabilities, and last the seccomp
 filter, reported in one ``confined`` message before any plugin code runs. This module is the
-serving half: connect (while the plugin is imported), ``on_start``, ``ready``, wait for the stop.
+serving half: connect (while the plugin is imported), ``on_start``, ``ready``, wait for the stop,
+and end with the least work the plugin cannot tell from a full teardown (``_Ending``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import socket
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from rosey.bus.client import EventBus
 from rosey.errors import BusUnavailable
@@ -58,10 +60,59 @@ def load_plugin_class(plugin_dir: Path, entrypoint: str) -> type[Plugin]:
 async def serve(channel: ControlChannel, boot: BootstrapMessage) -> int:
     """Run the plugin until a stop request, SIGTERM, or the manager's death."""
     await channel.open()
+    ending = _Ending()
     try:
-        return await _serve(channel, boot)
+        return await _serve(channel, boot, ending)
     finally:
         channel.close()
+        await ending.wind_down()
+
+
+class _Ending:
+    """What ``asyncio.run``'s teardown does that the plugin can see, done inside the loop.
+
+    Tasks still running (the plugin's own) are cancelled and awaited, async generators closed,
+    the default executor's threads joined: each costs nothing when there is nothing to do. The
+    rest of that teardown (closing the loop, a run of the loop per step) ``os._exit`` makes
+    moot, and so does closing the bus's connection (its tasks, the socket) when nothing of the
+    plugin's would run after it: every plugin pays all that at the same moment when the bot
+    stops them all. ``bus``: the connection a stop left open (``PluginRuntime.stop``).
+    """
+
+    def __init__(self) -> None:
+        self.bus: EventBus | None = None
+        #: The runner's own tasks, told to stop already (the control channel's watcher).
+        self.spare: set[asyncio.Task[Any]] = set()
+
+    def _others(self) -> list[asyncio.Task[Any]]:
+        me = asyncio.current_task()
+        spare = self.spare | (self.bus.tasks() if self.bus is not None else set())
+        return [task for task in asyncio.all_tasks() if task is not me and task not in spare]
+
+    async def wind_down(self) -> None:
+        loop = asyncio.get_running_loop()
+        others = self._others()
+        if others:
+            if self.bus is not None:  # the plugin's tasks end with the bus closed, as ever
+                await self.bus.close()
+                others = self._others()
+            for task in others:
+                task.cancel()
+            outcomes = await asyncio.gather(*others, return_exceptions=True)
+            for task, outcome in zip(others, outcomes, strict=True):
+                if isinstance(outcome, Exception):  # reported as asyncio.run reports them
+                    loop.call_exception_handler(
+                        {
+                            "message": "unhandled exception during asyncio.run() shutdown",
+                            "exception": outcome,
+                            "task": task,
+                        }
+                    )
+        await loop.shutdown_asyncgens()
+        await loop.shutdown_default_executor()
+        # The loop returns once this step is done, without running what it scheduled (the
+        # wake-ups of tasks told to stop: the watcher, the bus's): nothing will use them.
+        loop.stop()
 
 
 class _StopSignals:
@@ -96,8 +147,9 @@ class _StopSignals:
             self._woken.recv(4096)
 
     def ignore(self) -> None:
-        """The stop is done: ignore both from now on (a SIGTERM the manager sends while the
-        interpreter tears down must not turn a clean exit into "signal 15")."""
+        """Ignore both from now on, and let the wake-up descriptor go (the runner has no need:
+        its loop stays open until ``os._exit``, so a late signal only sets ``stop`` again,
+        and the interpreter never tears down to turn one into "signal 15")."""
         for signum in self.SIGNALS:
             signal.signal(signum, signal.SIG_IGN)
         signal.set_wakeup_fd(-1)
@@ -106,12 +158,13 @@ class _StopSignals:
         self._woken.close()
 
 
-async def _serve(channel: ControlChannel, boot: BootstrapMessage) -> int:
+async def _serve(channel: ControlChannel, boot: BootstrapMessage, ending: _Ending) -> int:
     name: str = boot["name"]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # Installed before readiness is announced: a stop right after "ready" must be graceful.
-    signals = _StopSignals(loop, stop)
+    # Kept for the process's life (by the handlers it installs; ``ignore`` is for tests).
+    _StopSignals(loop, stop)
 
     bus = EventBus(
         boot["nats_url"],
@@ -168,12 +221,16 @@ async def _serve(channel: ControlChannel, boot: BootstrapMessage) -> int:
                 return
 
     watcher = asyncio.create_task(watch_control())
+    ending.spare.add(watcher)
     try:
         await stop.wait()
     finally:
         watcher.cancel()
-    await runtime.stop(float(boot.get("stop_timeout_s", 5.0)), replaced=replaced)
-    signals.ignore()
+    # The process ends once serve returns: the connection may stay for its exit to close.
+    await runtime.stop(float(boot.get("stop_timeout_s", 5.0)), replaced=replaced, close=False)
+    ending.bus = bus
+    # The handlers stay: the loop is never closed (``run``), so a signal from here to the
+    # process's os._exit only queues another ``stop.set``.
     return 0
 
 
@@ -212,7 +269,11 @@ def run(fd: int, parent: int, *, forked: bool = False) -> int:
     if forked:
         harden(parent)
     confine_self(channel, fd, boot, parent)
-    code = asyncio.run(serve(channel, boot))
+    # Not asyncio.run: both callers end the process with os._exit once this returns, and
+    # ``serve`` winds down what of the plugin would outlive the loop (``_Ending``).
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    code = loop.run_until_complete(serve(channel, boot))
     sys.stdout.flush()
     return code
 

@@ -87,7 +87,7 @@ class PluginRuntime:
         # Readiness means the broker routes our subjects to us: flush makes it so.
         await self.bus.flush()
 
-    async def stop(self, timeout: float, *, replaced: bool = False) -> None:
+    async def stop(self, timeout: float, *, replaced: bool = False, close: bool = True) -> None:
         """Stop intake, finish in-flight handlers, run ``on_stop``, drain; within ``timeout``.
 
         ``replaced``: a reload's new instance shares the command queue group and serves
@@ -96,6 +96,8 @@ class PluginRuntime:
         sure it arrived) and what straggles in for a short linger after it, then finishes as a stop
         does.
         ``Plugin.replaced`` is True from the start of it (``on_stop`` can hand a game over).
+        ``close=False``: the process ends right after (the runner): the drain leaves the
+        connection open once the server has everything (``EventBus.drain``).
         """
         deadline = time.monotonic() + timeout
         if replaced:
@@ -126,7 +128,7 @@ class PluginRuntime:
             log.exception("%s: on_stop failed", self.plugin.name)
         if self._ping_sub is not None:
             await self._ping_sub.unsubscribe()
-        await self.bus.drain()
+        await self.bus.drain(close=close)
 
     # -- inbound ------------------------------------------------------------------------------
 
