@@ -87,6 +87,18 @@ def alive(pid: int) -> bool:
         return False
 
 
+def in_exit(pid: int) -> bool:
+    """Not a zombie yet, but its memory already released: a task in the kernel's exit path
+    (e.g. the init of a PID namespace waiting, in ``zap_pid_ns_processes``, until a process
+    of its namespace whose parent is outside is reaped). It runs nothing and holds nothing."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            text = status.read()
+    except OSError:
+        return False
+    return "VmSize:" not in text and "State:\tZ" not in text
+
+
 async def poll(check: Callable[[], bool], timeout: float, interval: float = 0.01) -> None:
     """Wait until ``check()`` holds: for state another process owns, with nothing to await."""
     async with asyncio.timeout(timeout):
@@ -467,3 +479,31 @@ SYSTEMS: dict[str, type[System]] = {
     "supervisord": Supervisord,
     "circus": Circus,
 }
+
+
+def namespace_init(pid: int) -> int | None:
+    """The init of ``pid``'s PID namespace when it is not ``pid``'s descendant (a plugin the
+    Rosey fork server forked: pid 2 inside, init its sibling, pid 1); None otherwise."""
+    try:
+        if _inner_pid(pid) != 2:
+            return None
+        namespace = os.readlink(f"/proc/{pid}/ns/pid")
+        parent = psutil.Process(pid).parent()
+        siblings = parent.children() if parent is not None else []
+    except (OSError, psutil.Error):
+        return None
+    for sibling in siblings:
+        with contextlib.suppress(OSError):
+            if _inner_pid(sibling.pid) == 1 and os.readlink(f"/proc/{sibling.pid}/ns/pid") == (
+                namespace
+            ):
+                return sibling.pid
+    return None
+
+
+def _inner_pid(pid: int) -> int | None:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    return None

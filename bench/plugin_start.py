@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import psutil
+from drivers import namespace_init
 from floor import floor_once, summary, write_trivial_plugins
 
 from rosey.bus.server import EmbeddedServer
@@ -169,21 +170,27 @@ async def main(runs: int) -> None:
         print(f"layers, {name}: {', '.join(found) or 'none'}")
 
 
-def tree_memory(pid: int) -> tuple[float, float, float]:
-    """RSS, USS and PSS (MiB) summed over ``pid`` and its descendants."""
+def plugin_processes(pid: int) -> list[psutil.Process]:
+    """``pid``'s processes: the init of its PID namespace where that is its sibling (forked:
+    init, the plugin), then ``pid`` and its descendants (spawned: the waiter, init, the
+    plugin)."""
     root = psutil.Process(pid)
+    init = namespace_init(pid)
+    return [*([psutil.Process(init)] if init else []), root, *root.children(recursive=True)]
+
+
+def tree_memory(pid: int) -> tuple[float, float, float]:
+    """RSS, USS and PSS (MiB) summed over ``plugin_processes``."""
     rss = uss = pss = 0.0
-    for proc in [root, *root.children(recursive=True)]:
+    for proc in plugin_processes(pid):
         info = proc.memory_full_info()
         rss, uss, pss = rss + info.rss, uss + info.uss, pss + info.pss
     return rss / 2**20, uss / 2**20, pss / 2**20
 
 
 def tree_uss(pid: int) -> list[float]:
-    """USS (MiB) of ``pid`` and each descendant, outermost first (with a PID namespace: the
-    waiter, init, the plugin)."""
-    root = psutil.Process(pid)
-    return [proc.memory_full_info().uss / 2**20 for proc in [root, *root.children(recursive=True)]]
+    """USS (MiB) of each of ``plugin_processes``."""
+    return [proc.memory_full_info().uss / 2**20 for proc in plugin_processes(pid)]
 
 
 if __name__ == "__main__":

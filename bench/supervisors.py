@@ -25,11 +25,16 @@ Measured for each N and system (wall-clock timestamps throughout):
 - **idle**: the supervisor process's own CPU (% of one core) and RSS over ``--idle-seconds``
   with the largest N (Rosey with its default health pings and resource samples every 10 s);
   then each idle child's USS and PSS (``/proc/PID/smaps_rollup``, summed over the child's own
-  tree: a Rosey plugin is three processes, its namespace's waiter and init and the plugin),
-  the mean over the children.
-- **stop**: SIGTERM to the supervisor → every child gone.
-- **orphans**: a fresh launch, then SIGKILL of the supervisor; its descendants still alive 1 s
-  later (they are killed by this bench afterwards).
+  processes: its tree, and the init of its PID namespace where that is not in it; a forked
+  Rosey plugin is two processes, init and the plugin, a spawned one three, its namespace's
+  waiter and init and the plugin), the mean over the children.
+- **stop**: SIGTERM to the supervisor → every child gone (and every init of their namespaces).
+- **orphans**: a fresh launch, then SIGKILL of the supervisor; its descendants still running 1 s
+  later (they are killed by this bench afterwards). Counted apart: descendants still in the
+  kernel's exit path then, their memory and files released, running nothing (``in_exit``): the
+  init of a forked Rosey plugin's PID namespace, whose exit waits until the dead plugin (its
+  sibling, the supervisor's child) is reaped by the machine's pid 1 (at once under systemd or
+  tini; about once a second on some sandboxes).
 
 Rosey runs twice: ``rosey`` forks its plugins from the preloaded fork server (the default),
 ``rosey-spawn`` starts each as a new interpreter (``runtime.fork_server: false``), like the
@@ -62,7 +67,18 @@ from pathlib import Path
 
 import nats
 import psutil
-from drivers import CHILD_SCRIPT, PROFILES, SYSTEMS, Board, Profile, System, alive, poll
+from drivers import (
+    CHILD_SCRIPT,
+    PROFILES,
+    SYSTEMS,
+    Board,
+    Profile,
+    System,
+    alive,
+    in_exit,
+    namespace_init,
+    poll,
+)
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -87,6 +103,7 @@ class Figures:
     child_pss: float | None = None
     stop: float | None = None
     orphans: int | None = None
+    orphans_in_exit: int | None = None
 
 
 class Announcements:
@@ -217,24 +234,28 @@ async def measure(system: System, ann: Announcements, kills: int, idle_seconds: 
             figures.idle_rss = me.memory_info().rss / 2**20
             figures.child_uss, figures.child_pss = child_memory(list(pids.values()))
         children = list(pids.values())
+        children += [init for pid in children if (init := namespace_init(pid)) is not None]
         stopping = time.time()
         system.terminate()
         figures.stop = await wait_gone(children, TIMEOUT) - stopping
         await system.wait_exit(TIMEOUT)
     finally:
         await system.kill_all()
-    figures.orphans = await orphans(system, ann)
+    figures.orphans, figures.orphans_in_exit = await orphans(system, ann)
     return figures
 
 
 def child_memory(pids: list[int]) -> tuple[float | None, float | None]:
-    """Mean USS and PSS (MiB) of the children, each summed over its own process tree."""
+    """Mean USS and PSS (MiB) of the children, each summed over its own processes (its tree,
+    and its namespace's init where that is its sibling: ``namespace_init``)."""
     uss: list[float] = []
     pss: list[float] = []
     for pid in pids:
         try:
             root = psutil.Process(pid)
             tree = [root, *root.children(recursive=True)]
+            if (init := namespace_init(pid)) is not None:
+                tree.append(psutil.Process(init))
         except psutil.Error:
             continue
         u = p = 0.0
@@ -250,8 +271,9 @@ def child_memory(pids: list[int]) -> tuple[float | None, float | None]:
     return statistics.mean(uss), statistics.mean(pss)
 
 
-async def orphans(system: System, ann: Announcements) -> int:
-    """Launch again, SIGKILL the supervisor, count its descendants alive 1 s later."""
+async def orphans(system: System, ann: Announcements) -> tuple[int, int]:
+    """Launch again, SIGKILL the supervisor; its descendants running 1 s later, and those
+    still in the kernel's exit path then (``in_exit``)."""
     board, names = ann.board, system.names
     launched = await system.launch()
     descendants: list[psutil.Process] = []
@@ -261,7 +283,9 @@ async def orphans(system: System, ann: Announcements) -> int:
         descendants = psutil.Process(system.pid).children(recursive=True)
         await system.kill()
         await asyncio.sleep(1.0)  # the measure is "alive 1 s after", by definition
-        return sum(1 for p in descendants if alive(p.pid))
+        still = [p.pid for p in descendants if alive(p.pid)]
+        exiting = [pid for pid in still if in_exit(pid)]
+        return len(still) - len(exiting), len(exiting)
     finally:
         await system.kill_all()
         for p in descendants:  # ours: descendants of a process this bench started
@@ -307,6 +331,11 @@ METRICS: list[Metric] = [
     ("idle child PSS, mean", lambda f: f.child_pss, "MiB"),
     ("stop all (SIGTERM → gone)", lambda f: f.stop, "s"),
     ("alive 1 s after SIGKILL", lambda f: None if f.orphans is None else float(f.orphans), "n"),
+    (
+        "  in exit then (no memory)",
+        lambda f: None if f.orphans_in_exit is None else float(f.orphans_in_exit),
+        "n",
+    ),
 ]
 
 
@@ -389,7 +418,10 @@ def targets(rosey: Figures, by_system: dict[str, Figures]) -> list[str]:
         lines.append(f"idle CPU {rosey.idle_cpu:.2f} % (≤ 0.2 %: {verdict(rosey.idle_cpu <= 0.2)})")
     if rosey.idle_rss is not None:
         lines.append(f"RSS {rosey.idle_rss:.0f} MiB (≤ 40: {verdict(rosey.idle_rss <= 40)})")
-    lines.append(f"orphans {rosey.orphans} (0: {verdict(rosey.orphans == 0)})")
+    lines.append(
+        f"orphans {rosey.orphans} (0: {verdict(rosey.orphans == 0)}; "
+        f"{rosey.orphans_in_exit} more in exit)"
+    )
     return lines
 
 
