@@ -79,12 +79,20 @@ class Forked(NamedTuple):
 
 
 def reap_init(init: int) -> None:
-    """Collect the init of a forked plugin's namespaces once it ends (it does when its plugin
-    has; claimed until then, so that the orphan reaper leaves it alone)."""
+    """End and collect the init of a forked plugin's namespaces: its plugin has ended.
+
+    Init ends by itself when its plugin does (``rosey.sandbox.namespaces.init_beside``); the
+    SIGKILL makes that so whatever init is up to (its pidfd's wake-up is the kernel's, and the
+    bot does not wait on it), and its end kills what is left in the namespace. It is our
+    child, claimed (the orphan reaper leaves it alone) and not reaped until now: the pid is
+    still init's.
+    """
 
     def collected(_: object) -> None:
         reaper.claimed.discard(init)
 
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(init, signal.SIGKILL)
     try:
         watch = ExitWatch(init, asyncio.get_running_loop())
     except (OSError, RuntimeError):  # gone and reaped already; or no loop: nothing to watch
