@@ -2,13 +2,14 @@
 
     .venv/bin/python bench/stop.py [--n 100] [--runs 2] [--perf]
 
-The stop row of bench/supervisors.py (SIGTERM to the bot → every plugin's outside pid gone) is
+The stop row of bench/supervisors.py (SIGTERM to the bot → every plugin's processes gone) is
 mostly CPU on a 2-core machine, and its wall clock moves with whatever else runs there. This
 prints what does not: the CPU the stop costs, next to a floor measured in the same run.
 
 - **rosey**: ``rosey run --no-console`` with N trivial plugins (those of bench/supervisors.py,
   forked from the fork server, on this bench's nats-server); once all are running, SIGTERM to
-  the bot. Wall: SIGTERM → every plugin's outside pid gone, and → the bot's exit. CPU: the bot
+  the bot. Wall: SIGTERM → every plugin's processes gone (its outside pid, and the init of its
+  namespace beside it), and → the bot's exit. CPU: the bot
   and every process below it until the bot has exited, its own exit included (a fixed ~0.1 s
   with one plugin): ``getrusage(RUSAGE_CHILDREN)`` once the bot is reaped, less what they had
   used before the SIGTERM; and the nats-server's.
@@ -198,7 +199,8 @@ async def rosey_stop(root: Path, url: str, server_pid: int, nc: Client, n: int, 
         stop = Stop(load())
         started = time.monotonic()
         system.terminate()
-        gone = await wait_gone(list(outside))
+        # Every process of every plugin: the outside pids and the inits beside them.
+        gone = await wait_gone([*outside, *(pid for pid, who in role.items() if who == "init")])
         await system.wait_exit(TIMEOUT)
         stop.exit_s = time.monotonic() - started
         stop.gone_s = gone - started
@@ -263,7 +265,7 @@ def report(n: int, floors: list[Stop], stops: list[Stop]) -> None:
             f"{bare.gone_s:.3f} s; CPU {1000 * bare.cpu_s:.0f} ms ({1000 * bare.cpu_s / n:.2f} ea.)"
         )
         print(
-            f"        rosey (load {rosey.load}): SIGTERM → all outside pids gone "
+            f"        rosey (load {rosey.load}): SIGTERM → all plugin processes gone "
             f"{rosey.gone_s:.3f} s ({rosey.gone_s / bare.gone_s:.1f} × the floor), bot exited "
             f"{rosey.exit_s or 0:.3f} s; CPU to the bot's exit {1000 * rosey.cpu_s:.0f} ms "
             f"({1000 * rosey.cpu_s / n:.2f} per plugin, its own exit included; "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import json
 import logging
 import os
@@ -288,6 +289,10 @@ class Bot:
                 log.error("stopping: %s", manager.fatal.result())
             else:
                 log.info("stopping")
+            # What is alive now lives until the process ends: the collector need not walk it
+            # while every plugin is stopped (a full collection walks the whole heap, ~50 ms of
+            # CPU with 100 plugins, at the moment they all compete for the CPU).
+            gc.freeze()
         log.info("stopped")
         return self.exit_code
 

@@ -223,15 +223,18 @@ class PluginProcess:
         pid). An orphan that left the group before any of those saw it escapes: the reason
         cgroups are the layer that matters here.
         """
-        import psutil  # only without a cgroup (off an idle manager's memory)
+        if self.confinement.has_cgroup:
+            self.confinement.kill()
+            self.signal_group(signal.SIGKILL)
+            return
+        import psutil  # only without a cgroup (off the manager's memory, and its stop's CPU)
 
         untracked: dict[int, psutil.Process] = {}
-        if not self.confinement.has_cgroup:
-            untracked.update((p.pid, p) for p in self._snapshot)
-            if self._sampler is not None:
-                untracked.update(self._sampler.known())
-            untracked.update((p.pid, p) for p in self._descendants())
-            untracked.pop(self.pid, None)
+        untracked.update((p.pid, p) for p in self._snapshot)
+        if self._sampler is not None:
+            untracked.update(self._sampler.known())
+        untracked.update((p.pid, p) for p in self._descendants())
+        untracked.pop(self.pid, None)
         self.confinement.kill()
         self.signal_group(signal.SIGKILL)
         for proc in untracked.values():
