@@ -3,9 +3,10 @@
 A child interpreter plays the bot: a child subreaper that has the fork server's ``double_fork``
 fork a "plugin" into a PID and IPC namespace made by the intermediate process. The plugin is
 pid 2 beside init, the bot's child itself (no waiter), so the bot reads its exit exactly; init
-reaps what is orphaned inside; and when the plugin ends, init ends and the kernel kills what is
-left inside, ``setsid`` escapees included. Run as root and as an unprivileged user (who needs a
-user namespace for the others).
+becomes ``sleep infinity`` (holding none of the fork server's memory), reaps what is orphaned
+inside, and dies with the bot; when it is ended (the bot ends it once the plugin has ended),
+the kernel kills what is left inside, ``setsid`` escapees included. Run as root and as an
+unprivileged user (who needs a user namespace for the others).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -100,6 +102,17 @@ _BOT = textwrap.dedent(
         )
     except PermissionError:
         facts["same_pidns"] = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # init's set-up done: it has become its wait
+        with open(f"/proc/{reported_init}/cmdline", "rb") as cmdline:
+            facts["init_cmdline"] = cmdline.read().split(b"\\0")[:-1]
+        if facts["init_cmdline"][-1:] == [b"infinity"]:
+            break
+        time.sleep(0.01)  # polling a third party's state: nothing to wait on
+    with open(f"/proc/{reported_init}/status") as status:
+        rss = [int(line.split()[1]) for line in status if line.startswith("VmRSS:")]
+    facts["init_rss_kb"] = rss[0]
+    facts["init_cmdline"] = [os.path.basename(part.decode()) for part in facts["init_cmdline"]]
     if how == "orphan":
         os.write(go_orphan_w, b"x")
         deadline = time.monotonic() + 30
@@ -110,11 +123,11 @@ _BOT = textwrap.dedent(
     os.write(go_plugin_w, b"x")
     _, status = os.waitpid(pid, 0)
     facts["exitcode"] = os.waitstatus_to_exitcode(status)
-    if watch is not None:  # before init is waited for: its end with the plugin's kills it
+    os.kill(reported_init, signal.SIGKILL)  # as the bot does once the plugin has ended
+    _, status = os.waitpid(reported_init, 0)
+    facts["init_end"] = os.waitstatus_to_exitcode(status)
+    if watch is not None:  # init's end is the namespace's: the escapee goes with it
         facts["escapee_gone"] = bool(select.select([watch], [], [], 30)[0])
-    for init in inits:  # it ends once the plugin has
-        facts["init_ended"] = bool(select.select([os.pidfd_open(init)], [], [], 30)[0])
-        os.waitpid(init, os.WNOHANG)
     print(json.dumps(facts), flush=True)
     """
 )
@@ -169,12 +182,15 @@ def test_the_plugin_is_the_bots_child_and_its_end_is_read_exactly(
     assert facts["inits"] == [facts["reported_init"]]  # the fork server names it
     assert facts["init_pid_inside"] == [1]
     assert facts["same_pidns"] is (True if who == "root" else None)
-    assert facts["init_ended"]
+    # Init has become "sleep infinity": none of the fork server's memory is its own any more.
+    assert facts["init_cmdline"] == ["sleep", "infinity"]
+    assert facts["init_rss_kb"] < 4096, facts["init_rss_kb"]
+    assert facts["init_end"] == -signal.SIGKILL
 
 
 @pytest.mark.parametrize("who", WHO)
 def test_a_setsid_escapee_dies_with_the_plugin(tmp_path: Path, who: str) -> None:
-    """Init ends when its sibling does, and the kernel kills what is left in the namespace."""
+    """Init's end, once the plugin's, is the namespace's: what is left in it is killed."""
     facts = run_bot("escapee", tmp_path, who)
     assert facts["exitcode"] == 0
     assert facts["escapee_gone"], f"pid {facts['escapee']} outlived the plugin"
@@ -190,11 +206,11 @@ def test_init_reaps_what_is_orphaned_inside(tmp_path: Path, who: str) -> None:
 
 def test_init_holds_nothing_of_the_plugin() -> None:
     """Init keeps no descriptor of the plugin's (a control socket or output pipe it held would
-    stay open while init lives) and runs no thread: the standard three, its go-ahead pipe and
-    the pidfd of the plugin it waits on."""
+    stay open while init lives) and runs no thread: once it is ``sleep infinity``, the
+    standard three only."""
     script = textwrap.dedent(
         """
-        import json, os, time
+        import json, os, signal, time
         from rosey.sandbox import forkserver, namespaces, prctl
         from rosey.sandbox.orphans import PR_SET_CHILD_SUBREAPER
 
@@ -207,20 +223,19 @@ def test_init_holds_nothing_of_the_plugin() -> None:
             os.read(held_r, 1)
             os._exit(0)
 
-        pid, _ = forkserver.double_fork(plugin, namespaces.Request(pid=True, ipc=True))
-        me = os.getpid()
-        kids = open(f"/proc/{me}/task/{me}/children").read().split()
-        init = next(int(p) for p in kids if int(p) != pid)
+        pid, init = forkserver.double_fork(plugin, namespaces.Request(pid=True, ipc=True))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # waiting: a third party's state, nothing to wait on
-            links = [os.readlink(f"/proc/{init}/fd/{fd}") for fd in os.listdir(f"/proc/{init}/fd")]
-            if "anon_inode:[pidfd]" in links:  # it has closed what it inherited and looks
-                break
+            with open(f"/proc/{init}/cmdline", "rb") as cmdline:
+                if cmdline.read().endswith(b"infinity\\0"):
+                    break
             time.sleep(0.01)
+        links = [os.readlink(f"/proc/{init}/fd/{fd}") for fd in os.listdir(f"/proc/{init}/fd")]
         threads = len(os.listdir(f"/proc/{init}/task"))
         print(json.dumps({"links": links, "held": held, "threads": threads}), flush=True)
         os.close(held_w)
         os.waitpid(pid, 0)
+        os.kill(init, signal.SIGKILL)
         os.waitpid(init, 0)
         """
     )
@@ -230,8 +245,55 @@ def test_init_holds_nothing_of_the_plugin() -> None:
     assert done.returncode == 0, done.stderr
     facts = json.loads(done.stdout)
     assert facts["held"] not in facts["links"]
-    assert len(facts["links"]) == 5, facts  # stdin, stdout, stderr, go-ahead pipe, pidfd
+    assert len(facts["links"]) == 3, facts  # stdin, stdout, stderr
     assert facts["threads"] == 1
+
+
+@pytest.mark.parametrize("who", WHO)
+def test_init_and_the_namespace_die_with_the_bot(tmp_path: Path, who: str) -> None:
+    """SIGKILL of the bot: init's death signal (armed once the bot adopted it, kept through
+    its exec) ends it, and with it the plugin and whatever else is in the namespace."""
+    script = textwrap.dedent(
+        """
+        import os, sys, time
+        from rosey.sandbox import forkserver, namespaces, prctl
+        from rosey.sandbox.orphans import PR_SET_CHILD_SUBREAPER
+
+        prctl.prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+        def plugin():  # no death signal of its own: only the namespace's end can end it
+            while True:
+                time.sleep(3600)
+
+        pid, init = forkserver.double_fork(plugin, namespaces.Request(pid=True, ipc=True))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # init armed and exec'd
+            with open(f"/proc/{init}/cmdline", "rb") as cmdline:
+                if cmdline.read().endswith(b"infinity\\0"):
+                    break
+            time.sleep(0.01)
+        print(pid, init, flush=True)
+        time.sleep(3600)
+        """
+    )
+    argv = [sys.executable, "-I", "-c", script]
+    if who == "unprivileged":
+        argv = command_as(prepare(tmp_path)[0], argv)
+    bot = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert bot.stdout is not None
+        plugin, init = map(int, bot.stdout.readline().split())
+        watches = [os.pidfd_open(plugin), os.pidfd_open(init)]
+        bot.kill()
+        bot.wait(timeout=30)
+        for watch in watches:  # readable: the process has ended (init: into the kernel's
+            # namespace teardown, which finishes once the host reaps the orphaned plugin)
+            assert select.select([watch], [], [], 30)[0], "init or the plugin outlived the bot"
+            os.close(watch)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(bot.pid, signal.SIGKILL)
+        bot.communicate(timeout=30)
 
 
 def test_a_plugin_whose_fork_server_made_no_pid_namespace_has_no_init() -> None:

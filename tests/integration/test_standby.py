@@ -378,6 +378,16 @@ def standby_of(bot: BotProcess, plugins: set[int]) -> list[int]:
     return found
 
 
+async def became_wait(init: int) -> bool:
+    """Wait until ``init`` has exec'd its wait (its set-up takes a moment after the fork)."""
+
+    async def exec_done() -> bool:
+        return psutil.Process(init).cmdline()[-1:] == ["infinity"]
+
+    await eventually(exec_done, timeout=10, what="init becomes sleep infinity")
+    return True
+
+
 def init_of(plugin: int) -> int:
     """The init of ``plugin``'s PID namespace: our child, pid 1 in the same namespace."""
     namespace = os.readlink(f"/proc/{plugin}/ns/pid")
@@ -456,6 +466,8 @@ async def test_a_standby_is_made_in_the_namespaces_launches_ask_for(
         assert reply["text"] == "alive (pid 2)"  # its own pid, inside
         init = init_of(process.pid)
         assert init in reaper.claimed  # the bot's child too, reaped by the bot when it ends
+        # It has become "sleep infinity": none of the fork server's memory is its own.
+        assert psutil.Process(init).cmdline()[-1:] == ["infinity"] or await became_wait(init)
     finally:
         await process.stop(5.0)
     assert await wait_gone([init], timeout=5) == []  # it ended with its plugin

@@ -259,7 +259,7 @@ def fork_plugin(
     once the intermediate process is reaped."""
     if len(fds) != FDS:
         raise ValueError(f"a request carries {FDS} descriptors, not {len(fds)}")
-    return double_fork(lambda: become(cwd, env, argv, fds, entry, parent), made)
+    return double_fork(lambda: become(cwd, env, argv, fds, entry, parent), made, parent)
 
 
 def fork_standby(
@@ -268,11 +268,13 @@ def fork_standby(
     """Double-fork a standby on the one descriptor of its request; its pid (and its init's)."""
     if len(fds) != 1:
         raise ValueError(f"a standby request carries 1 descriptor, not {len(fds)}")
-    return double_fork(lambda: standby(socket.socket(fileno=os.dup(fds[0])), entry, parent), made)
+    return double_fork(
+        lambda: standby(socket.socket(fileno=os.dup(fds[0])), entry, parent), made, parent
+    )
 
 
 def double_fork(
-    child_main: Callable[[], NoReturn], made: namespaces.Request | None = None
+    child_main: Callable[[], NoReturn], made: namespaces.Request | None = None, parent: int = 0
 ) -> Forked:
     """Run ``child`` in a grandchild; its pid, once the intermediate process is reaped (from
     then on the bot, the child subreaper, is its parent).
@@ -280,7 +282,9 @@ def double_fork(
     ``made``: the intermediate first makes these namespaces and, with a PID namespace, forks
     their init (``rosey.sandbox.namespaces.premake``): the grandchild is then pid 2 inside,
     and init, orphaned as well, the bot's child too (its pid is returned with the plugin's:
-    the bot reaps it once the plugin has ended)."""
+    the bot ends and reaps it once the plugin has ended). ``parent``: the bot, the child
+    subreaper that adopts both (default: the caller, then a subreaper itself)."""
+    adopter = parent or os.getpid()
     read_end, write_end = os.pipe()
     # Everything alive here goes to the collector's permanent generation: the plugin's
     # collections (a full one comes sooner or later) never walk, and so never write to, the
@@ -288,14 +292,17 @@ def double_fork(
     # gc.collect(), ~10 MiB without this, ~5.5 MiB with it.
     gc.freeze()
     try:
-        intermediate = os.fork()
+        # Without the interpreter's at-fork work (this server has one thread): what the
+        # intermediate writes before it forks init is shared by init and the plugin alone,
+        # and init keeps its own copy of each such page once the plugin writes it.
+        intermediate = namespaces.fork_bare()
     except OSError:
         _close((read_end, write_end))
         raise
     if intermediate == 0:  # the intermediate: fork the plugin, tell its pid, go
         try:
             os.close(read_end)
-            init, go = (namespaces.premake(made) if made is not None else None) or (0, -1)
+            init, go = (namespaces.premake(made, adopter) if made is not None else None) or (0, -1)
             child = os.fork()
             if child == 0:
                 os.close(write_end)

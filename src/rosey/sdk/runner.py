@@ -288,10 +288,11 @@ def preload() -> None:
     would otherwise import after its bootstrap (standard library and ctypes only); and the
     seccomp filters, compiled once here instead of in every plugin (no secret in them), and
     the C library those steps call, loaded and looked up once here too."""
-    from rosey.sandbox import landlock, namespaces, seccomp  # noqa: F401
+    from rosey.sandbox import landlock, namespaces, seccomp
 
     seccomp.prepare()
     landlock.prepare()
+    namespaces.prepare()
 
 
 if __name__ == "__main__":
