@@ -36,9 +36,9 @@ and the bot reads its exact exit status itself (no relay: the plugin killed by a
 seen dying of it). Init (``init_beside``) runs no plugin code: it ignores ``SIGCHLD`` (the kernel
 then reaps the orphans re-parented to it at once), dies with the bot and becomes
 ``sleep infinity``; the bot ends it once the plugin has ended, and the kernel then kills
-whatever is left inside. The runner learns what was
-made from ``PREMADE`` (inherited memory), and its pid as the bot knows it from ``/proc``
-(``outside_pid``; ``getppid`` is 0 inside). One process fewer per plugin: the waiter's fork,
+whatever is left inside. The runner learns what was made from ``PREMADE`` (inherited
+memory), and its pid as the bot knows it from ``/proc`` (``outside_pid``; ``getppid`` is 0
+inside). One process fewer per plugin: the waiter's fork,
 memory and exit (~1 ms of CPU each, paid by every plugin at the same moment when the bot stops),
 and an init that holds next to no memory.
 
@@ -97,6 +97,7 @@ class Premade:
 
 #: Set in a process forked into namespaces the fork server made (``premake``); None otherwise.
 PREMADE: Premade | None = None
+
 
 def parse_request(value: object) -> Request | None:
     """The ``namespaces`` field of a fork server request: ``{"pid": bool, "ipc": bool}``, or
@@ -485,10 +486,9 @@ def premake(request: Request, bot: int) -> tuple[int, int] | None:
     with a PID namespace, fork its init; the next ``fork`` of this process is the plugin.
 
     ``bot``: the pid init waits to be adopted by. Records what came of it in ``PREMADE``
-    (inherited by the plugin). Returns init's pid and
-    the write end of its go-ahead pipe: the caller closes it after forking the plugin (and the
-    plugin closes its copy), and init, seeing end of file, knows pid 2 exists (or never will).
-    None without a PID namespace.
+    (inherited by the plugin). Returns init's pid and the write end of its go-ahead pipe: the
+    caller closes it after forking the plugin (and the plugin closes its copy), and init,
+    seeing end of file, knows pid 2 exists (or never will). None without a PID namespace.
     """
     global PREMADE
     if not _LIBC:  # not prepared by a fork server (``prepare``): now, then

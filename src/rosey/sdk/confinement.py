@@ -199,7 +199,9 @@ def confine_self(
     isolation = boot.get("isolation")
     if isolation is None and _premade():
         control_channel.send_now(
-            control.failed("cannot isolate the plugin: namespaces were made it did not ask for")
+            control.failed(
+                "cannot isolate the plugin: the fork server made namespaces it did not ask for"
+            )
         )
         sys.exit(1)
     if isolation is not None:
