@@ -87,4 +87,4 @@ async def test_stop_bench_runs() -> None:
     code, text = await run_bench("stop.py", "--n", "2", "--runs", "1", timeout=120)
     assert code == 0, text
     assert "2 bare children, SIGTERM → all gone" in text, text
-    assert "SIGTERM → all outside pids gone" in text, text
+    assert "SIGTERM → all plugin processes gone" in text, text
