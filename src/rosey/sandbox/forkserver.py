@@ -58,7 +58,6 @@ import signal
 import socket
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, NoReturn
 
@@ -216,20 +215,11 @@ def _finish() -> None:
 def standby(sock: socket.socket, entry: Entry, parent: int) -> NoReturn:
     """A process that has done nothing yet, waiting on ``sock`` for the plugin it will be.
 
-    Its death signal is armed only once the bot is its parent (armed while the intermediate
-    process still is, it would fire when that one exits), then the parent is checked again:
-    a bot that died in between made someone else our parent, and we leave.
+    Its death signal is armed only once the bot is its parent, then the parent is checked
+    again (``rosey.sandbox.namespaces.await_adoption``): a standby the bot did not adopt leaves.
     """
     try:
-        deadline = time.monotonic() + ADOPTION_TIMEOUT
-        # (Inside namespaces made ahead ``getppid`` is 0: ``outside_parent`` reads /proc.)
-        while namespaces.outside_parent() != parent:  # the intermediate is on its way out
-            if time.monotonic() > deadline:
-                os._exit(ORPHANED)
-            time.sleep(0.0001)
-        with contextlib.suppress(OSError):
-            prctl.set_death_signal(signal.SIGKILL)
-        if namespaces.outside_parent() != parent:
+        if not namespaces.await_adoption(parent, ADOPTION_TIMEOUT):
             os._exit(ORPHANED)
         keep = sock.fileno()
         os.closerange(3, keep)
@@ -292,9 +282,8 @@ def double_fork(
     # gc.collect(), ~10 MiB without this, ~5.5 MiB with it.
     gc.freeze()
     try:
-        # Without the interpreter's at-fork work (this server has one thread): what the
-        # intermediate writes before it forks init is shared by init and the plugin alone,
-        # and init keeps its own copy of each such page once the plugin writes it.
+        # Without the interpreter's at-fork work (this server has one thread): every page the
+        # intermediate writes is one the plugin it forks holds as its own.
         intermediate = namespaces.fork_bare()
     except OSError:
         _close((read_end, write_end))

@@ -39,6 +39,7 @@ from collections.abc import Callable
 
 from rosey.errors import describe_exit
 from rosey.sandbox.exits import ExitWatch
+from rosey.sandbox.forkserver import Forked
 from rosey.sandbox.handle import AdoptedHandle, ProcessHandle
 from rosey.sandbox.orphans import reaper
 from rosey.sandbox.plugin_process import Confine, PluginProcess
@@ -46,7 +47,6 @@ from rosey.sandbox.spawner import PlainSpawner
 from rosey.sandbox.spec import SpawnSpec, base_env, scrubbed_env
 from rosey.sandbox.standby import (
     POOL_SIZE,
-    Forked,
     Namespaces,
     Placement,
     Standby,

@@ -138,7 +138,7 @@ _LIBC: list[ctypes.CDLL] = []
 def _libc() -> ctypes.CDLL:
     """The C library, loaded once per process: the fork server loads it (``prepare``), so that
     neither its intermediate process (``premake``) nor a forked runner builds it again (a new
-    ``CDLL`` makes classes: pages written that init and the plugin would then hold apart)."""
+    ``CDLL`` makes classes: pages the plugin would then hold as its own)."""
     if not _LIBC:
         _LIBC.append(ctypes.CDLL(None, use_errno=True))
     return _LIBC[0]
@@ -493,23 +493,6 @@ def premake(request: Request, bot: int) -> tuple[int, int] | None:
     global PREMADE
     if not _LIBC:  # not prepared by a fork server (``prepare``): now, then
         prepare()
-    flags = flags_for(request, root=os.geteuid() == 0)
-    if flags & CLONE_NEWPID and not flags & CLONE_NEWUSER:
-        # The common case (root), with as little as possible done before init is forked: a
-        # page this process writes before then is shared by init and the plugin only, and
-        # init keeps its own copy once the plugin writes it (measured: ~1 MiB of init's
-        # memory when ``enter`` ran first).
-        go_r, go_w = os.pipe()
-        if _libc().unshare(flags) == 0:
-            init = fork_bare()
-            if init == 0:
-                os.close(go_w)
-                init_beside(go_r, bot)
-            os.close(go_r)
-            PREMADE = Premade(request, Outcome(flags, layer_names(flags)))
-            return init, go_w
-        os.close(go_r)  # refused: ``enter`` finds out what and records why
-        os.close(go_w)
     try:
         outcome = enter(request)
     except OSError as exc:
@@ -549,12 +532,7 @@ def init_beside(go_fd: int, bot: int) -> NoReturn:
             _c_signal.signal(signum, _c_signal.SIG_IGN)
         os.read(go_fd, 1)  # end of file: the plugin is forked (or its fork failed)
         os.close(go_fd)
-        for _ in range(_ADOPTION_POLLS):
-            if outside_parent() == bot:
-                break
-            select.select([], [], [], _ADOPTION_POLL_S)
-        prctl.set_death_signal(_SIGKILL)
-        if outside_parent() != bot:
+        if not await_adoption(bot):
             os._exit(0)  # the bot is gone already (or never adopted us): so is the namespace
         if _WAIT:
             os.execv(_WAIT[0], [_WAIT[0], "infinity"])
@@ -567,9 +545,23 @@ def init_beside(go_fd: int, bot: int) -> NoReturn:
 
 #: The program init becomes (``init_beside``), found once by ``prepare``: empty if none.
 _WAIT: list[str] = []
-#: How init waits for the bot to adopt it: every 0.1 ms, for at most 5 s.
+#: How often a process forked through the fork server's intermediate looks for its adoption.
 _ADOPTION_POLL_S = 0.0001
-_ADOPTION_POLLS = 50_000
+
+
+def await_adoption(bot: int, timeout: float = 5.0) -> bool:
+    """Wait until ``bot`` is our parent (the intermediate process that forked us is on its way
+    out: microseconds, normally), then arm our death signal and look again: whether we are the
+    bot's, armed. Armed while the intermediate is still the parent, the signal would fire when
+    that one exits; a bot that died in between made someone else our parent. Also from inside
+    a PID namespace (``outside_parent``)."""
+    for _ in range(max(1, int(timeout / _ADOPTION_POLL_S))):
+        if outside_parent() == bot:
+            break
+        select.select([], [], [], _ADOPTION_POLL_S)
+    with contextlib.suppress(OSError):
+        prctl.set_death_signal(_SIGKILL)
+    return outside_parent() == bot
 
 
 _SIGCHLD = int(signal.SIGCHLD)

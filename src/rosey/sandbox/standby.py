@@ -33,10 +33,11 @@ import socket
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from rosey.errors import describe_exit
 from rosey.sandbox.exits import ExitWatch
+from rosey.sandbox.forkserver import Forked
 from rosey.sandbox.orphans import reaper
 
 log = logging.getLogger("rosey.sandbox")
@@ -45,7 +46,6 @@ __all__ = [
     "POOL_SIZE",
     "Action",
     "Event",
-    "Forked",
     "Namespaces",
     "Phase",
     "Placement",
@@ -70,22 +70,12 @@ RETRY_MAX = 30.0
 Namespaces = dict[str, bool] | None
 
 
-class Forked(NamedTuple):
-    """What the fork server made: the process's pid, and the pid of the init of the namespaces
-    it made for it (None: no PID namespace made ahead); both the bot's children."""
-
-    pid: int
-    init: int | None
-
-
 def reap_init(init: int) -> None:
     """End and collect the init of a forked plugin's namespaces: its plugin has ended.
 
-    Init ends by itself when its plugin does (``rosey.sandbox.namespaces.init_beside``); the
-    SIGKILL makes that so whatever init is up to (its pidfd's wake-up is the kernel's, and the
-    bot does not wait on it), and its end kills what is left in the namespace. It is our
-    child, claimed (the orphan reaper leaves it alone) and not reaped until now: the pid is
-    still init's.
+    Init waits for ever (``rosey.sandbox.namespaces.init_beside``): this SIGKILL ends it, and
+    its end kills whatever is left in the namespace. It is our child, claimed (the orphan
+    reaper leaves it alone) and not reaped until now: the pid is still init's.
     """
 
     def collected(_: object) -> None:
@@ -243,17 +233,19 @@ class Standby:
         self._sock.close()
         self.watch.close()
         if self.watch.returncode is None:  # not reaped: the pid is still this process
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.pid, 0)
+            _kill_and_reap(self.pid)
         reaper.claimed.discard(self.pid)
         if self.init is not None:  # claimed and unreaped until now: still this process
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.init, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.init, 0)
+            _kill_and_reap(self.init)
             reaper.claimed.discard(self.init)
+
+
+def _kill_and_reap(pid: int) -> None:
+    """SIGKILL our child ``pid`` and wait for it (bounded: nothing to flush)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
 
 
 class Forker(Protocol):
