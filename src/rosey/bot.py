@@ -29,6 +29,7 @@ from rosey.api.nats_face import ManagementService
 from rosey.api.watch import PluginWatcher
 from rosey.bus.client import EventBus
 from rosey.bus.server import EmbeddedServer, ServerLimits
+from rosey.checker import read_manifests
 from rosey.config import BotConfig
 from rosey.connectors.console import ConsoleConnector
 from rosey.connectors.instances import connector_instances
@@ -93,9 +94,11 @@ class Bot:
                     },
                 )
             )
-            found = discover(self.config.plugins_dir)
+            found = await asyncio.to_thread(discover, self.config.plugins_dir, read_manifests)
             # Connector instances (``connectors:``) are supervised like plugins, by instance name.
-            connectors = connector_instances(self.config, found.plugins)
+            connectors = await asyncio.to_thread(
+                connector_instances, self.config, found.plugins, read_manifests
+            )
             for problem in connectors.problems:
                 log.error("connector not started: %s", problem)
             found = Discovery(
@@ -177,6 +180,7 @@ class Bot:
                 spawner=sandbox.spawner(),
                 identity=_identities(book),
                 enforced=book is not None,
+                read=read_manifests,
             )
             await manager.initialize(found)
             stack.push_async_callback(manager.shutdown)
@@ -327,9 +331,8 @@ def _core_bus(
     )
 
 
-def effective_grants(config: BotConfig, found: Discovery | None = None) -> dict[str, list[str]]:
-    """Every discoverable plugin's grants, config overrides applied (for broker identities)."""
-    found = found or discover(config.plugins_dir)
+def effective_grants(config: BotConfig, found: Discovery) -> dict[str, list[str]]:
+    """Every discovered plugin's grants, config overrides applied (for broker identities)."""
     return {name: list(config.apply(p.manifest).permissions) for name, p in found.plugins.items()}
 
 
@@ -400,7 +403,8 @@ def _identities_for_new_plugins(
     """
 
     async def added(names: list[str]) -> None:
-        book.set_plugins({**effective_grants(config), **connector_grants})
+        found = await asyncio.to_thread(discover, config.plugins_dir, read_manifests)
+        book.set_plugins({**effective_grants(config, found), **connector_grants})
         await server.reload(book.render(), max_file_store=str(book.jetstream_store_bytes()))
         log.info("broker identities added for %s", ", ".join(names))
         await _create_buckets(book, url)

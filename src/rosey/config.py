@@ -1,8 +1,13 @@
-"""Bot configuration ``config/plugins.yaml`` (DESIGN 2.3), read once and validated.
+"""Bot configuration ``config/plugins.yaml`` (DESIGN 2.3), read once and checked.
 
 Precedence, lowest first: built-in defaults, the config file, environment
 (``ROSEY_NATS_URL``, ``ROSEY_STATE_DIR``), command-line flags. A ``plugins.<name>`` entry
 overrides that plugin's manifest.
+
+The classes here are records (``rosey.protocol.record``): what the bot runs with, without
+pydantic. ``rosey.config_schema`` holds the pydantic models that check them; ``rosey run``
+checks in the checker process (``rosey.checker``), the command line and tests in-process
+(``load_config``).
 """
 
 from __future__ import annotations
@@ -10,126 +15,112 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-from rosey.errors import ConfigError, ConfigProblems
+from rosey.errors import ConfigError
 from rosey.protocol.admins import AdminEntry, parse_admin
-from rosey.protocol.manifest import (
-    ALLOWED_BY_PATTERN,
-    GRANT_PATTERN,
-    NAME_PATTERN,
-    CpuPercent,
-    DataMb,
-    Health,
-    Limits,
-    Manifest,
-    MaxProcesses,
-    MemoryMb,
-    OpenFiles,
-    RestartPolicy,
-    number,
-)
-from rosey.protocol.problems import Lines, YamlFileError, describe, line_of, load_yaml_lines
+from rosey.protocol.manifest import Health, Limits, Manifest, RestartPolicy, number
+from rosey.protocol.record import Record
+
+if TYPE_CHECKING:
+    from rosey.protocol.problems import Lines
 
 DEFAULT_CONFIG_FILE = Path("config/plugins.yaml")
+#: ``HOST:PORT`` with a name, an IPv4 address or a bracketed IPv6 address.
+LISTEN_PATTERN = r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$"
+#: Settings of a connector that hold a secret: given as ``env:VAR`` or ``file:PATH``, never inline.
+SECRET_SETTINGS = ("password", "channel_password", "token", "secret")
+_SCHEMA = "rosey.config_schema"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class NatsSettings(Record):
+    __schema__ = f"{_SCHEMA}:NatsSettings"
 
-
-class NatsSettings(_Strict):
     url: str | None = None
 
-    @field_validator("url")
-    @classmethod
-    def _scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("nats://", "tls://", "ws://", "wss://")):
-            raise ValueError("must start with nats://, tls://, ws:// or wss:// (or be null)")
-        return value
 
-
-class LimitsOverride(_Strict):
+class LimitsOverride(Record):
     """``plugins.<name>.limits``: same ranges as the manifest's, and at most ``limits_max``."""
 
-    memory_mb: MemoryMb | None = None
-    cpu_percent: CpuPercent | None = None
-    max_processes: MaxProcesses | None = None
-    open_files: OpenFiles | None = None
-    data_mb: DataMb | None = None
+    __schema__ = f"{_SCHEMA}:LimitsOverride"
+
+    memory_mb: int | None = None
+    cpu_percent: int | None = None
+    max_processes: int | None = None
+    open_files: int | None = None
+    data_mb: int | None = None
 
 
-class LimitsMax(_Strict):
+class LimitsMax(Record):
     """``limits_max``: the most any plugin gets (DESIGN 2.3), whatever its manifest asks.
 
     A manifest asking more is capped (logged, and shown in status); a ``plugins.<name>`` entry
     asking more is a configuration error. The ranges are what the kernel accepts.
     """
 
-    memory_mb: MemoryMb = 1024
-    cpu_percent: CpuPercent = 100
-    max_processes: MaxProcesses = 64
-    open_files: OpenFiles = 1024
-    data_mb: DataMb = 1024
-    stop_timeout_s: Annotated[float, Field(gt=0, le=86400)] = 30.0
+    __schema__ = f"{_SCHEMA}:LimitsMax"
+
+    memory_mb: int = 1024
+    cpu_percent: int = 100
+    max_processes: int = 64
+    open_files: int = 1024
+    data_mb: int = 1024
+    stop_timeout_s: float = 30.0
     #: Caps ``health.start_timeout_s``: the bot is up only once every plugin is ready or failed.
-    start_timeout_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    start_timeout_s: float = 60.0
 
 
-def _admin_entry(text: str) -> str:
-    parse_admin(text)  # ValueError says what is allowed
-    return text
+class HealthOverride(Record):
+    __schema__ = f"{_SCHEMA}:HealthOverride"
 
-
-#: An ``admins`` entry: ``platform:user`` or ``platform:rank>=N`` (security/admins.py).
-AdminText = Annotated[str, AfterValidator(_admin_entry)]
-
-
-class HealthOverride(_Strict):
     interval_s: float | None = None
     timeout_s: float | None = None
     failure_threshold: int | None = None
     start_timeout_s: float | None = None
 
 
-class PluginOverride(_Strict):
+class PluginOverride(Record):
     """A ``plugins.<name>`` entry: any manifest field it sets wins over the manifest."""
+
+    __schema__ = f"{_SCHEMA}:PluginOverride"
 
     enabled: bool = True
     restart_policy: RestartPolicy | None = None
     critical: bool | None = None
-    dependencies: list[Annotated[str, Field(pattern=NAME_PATTERN)]] | None = None
-    permissions: list[Annotated[str, Field(pattern=GRANT_PATTERN)]] | None = None
+    dependencies: list[str] | None = None
+    permissions: list[str] | None = None
     limits: LimitsOverride = LimitsOverride()
     health: HealthOverride = HealthOverride()
-    stop_timeout_s: Annotated[float, Field(gt=0, le=86400)] | None = None
+    stop_timeout_s: float | None = None
     config: dict[str, Any] = {}
 
 
-class BackoffSettings(_Strict):
+class BackoffSettings(Record):
     """Restart backoff: ``initial_s * factor**n`` capped at ``max_s``, ± ``jitter`` share."""
 
-    initial_s: Annotated[float, Field(ge=0)] = 0.5
-    factor: Annotated[float, Field(ge=1)] = 2.0
-    max_s: Annotated[float, Field(ge=0)] = 60.0
-    jitter: Annotated[float, Field(ge=0, le=1)] = 0.2
-    reset_after_s: Annotated[float, Field(gt=0)] = 60.0
+    __schema__ = f"{_SCHEMA}:BackoffSettings"
+
+    initial_s: float = 0.5
+    factor: float = 2.0
+    max_s: float = 60.0
+    jitter: float = 0.2
+    reset_after_s: float = 60.0
 
 
-class ErrorRateSettings(_Strict):
+class ErrorRateSettings(Record):
     """When a plugin's commands fail too often it is marked unhealthy (not restarted)."""
 
+    __schema__ = f"{_SCHEMA}:ErrorRateSettings"
+
     #: Seconds of command outcomes the rate is computed over.
-    window_s: Annotated[float, Field(gt=0)] = 60.0
+    window_s: float = 60.0
     #: Unhealthy when errors / commands is above this share.
-    threshold: Annotated[float, Field(ge=0, lt=1)] = 0.5
+    threshold: float = 0.5
     #: Fewer commands than this in the window never make a plugin unhealthy.
-    min_commands: Annotated[int, Field(ge=1)] = 5
+    min_commands: int = 5
 
 
-class BrokerSettings(_Strict):
+class BrokerSettings(Record):
     """Quotas on the embedded nats-server (``security.broker``; docs/security.md, "How the
     broker layer works").
 
@@ -139,21 +130,25 @@ class BrokerSettings(_Strict):
     where the host has one, ``GOMEMLIMIT`` always).
     """
 
-    plugin_connections: Annotated[int, Field(ge=2, le=1000)] = 4
-    plugin_subscriptions: Annotated[int, Field(ge=10, le=100000)] = 1000
-    plugin_payload_kb: Annotated[int, Field(ge=1, le=8192)] = 1024
-    plugin_storage_mb: Annotated[int, Field(ge=1, le=102400)] = 64
-    server_connections: Annotated[int, Field(ge=16, le=100000)] = 1024
-    server_memory_mb: Annotated[int, Field(ge=64)] = 512
+    __schema__ = f"{_SCHEMA}:BrokerSettings"
+
+    plugin_connections: int = 4
+    plugin_subscriptions: int = 1000
+    plugin_payload_kb: int = 1024
+    plugin_storage_mb: int = 64
+    server_connections: int = 1024
+    server_memory_mb: int = 512
 
 
-class SecuritySettings(_Strict):
+class SecuritySettings(Record):
     """Permission enforcement (embedded server only) and the violation policy."""
+
+    __schema__ = f"{_SCHEMA}:SecuritySettings"
 
     #: A plugin with more than this many refused publishes/subscribes within the window is
     #: disabled (0: report only, never disable).
-    max_violations: Annotated[int, Field(ge=0)] = 20
-    violation_window_s: Annotated[float, Field(gt=0)] = 60.0
+    max_violations: int = 20
+    violation_window_s: float = 60.0
     #: Landlock and dropped capabilities for plugin processes where the kernel offers them.
     landlock: bool = True
     #: Each plugin in its own PID namespace: nothing outside its tree can be named (prlimit,
@@ -164,9 +159,7 @@ class SecuritySettings(_Strict):
     #: When the bot runs as root: a uid/gid of its own per plugin (sandbox/uids.py).
     plugin_uids: bool = True
     #: The uids plugins get, inclusive (systemd's DynamicUser range by default).
-    plugin_uid_range: tuple[
-        Annotated[int, Field(ge=1, le=4294967294)], Annotated[int, Field(ge=1, le=4294967294)]
-    ] = (61184, 65519)
+    plugin_uid_range: tuple[int, int] = (61184, 65519)
     #: A seccomp filter for what Landlock cannot see (sandbox/seccomp.py).
     seccomp: bool = True
     #: Data folders as quota filesystems of ``limits.data_mb`` (root with loop devices);
@@ -178,27 +171,27 @@ class SecuritySettings(_Strict):
     broker: BrokerSettings = BrokerSettings()
 
 
-class RuntimeSettings(_Strict):
+class RuntimeSettings(Record):
     """How plugin processes are started (``runtime``; docs/sandbox.md, "The fork server")."""
+
+    __schema__ = f"{_SCHEMA}:RuntimeSettings"
 
     #: Fork plugins of the bot's environment from a preloaded fork server (milliseconds, a few
     #: MiB each) instead of starting a new interpreter for each; false: always spawn plainly.
     fork_server: bool = True
 
 
-class RouterSettings(_Strict):
+class RouterSettings(Record):
     """How the router shares itself between plugins."""
+
+    __schema__ = f"{_SCHEMA}:RouterSettings"
 
     #: Commands in flight to one plugin before the next is answered "busy" at once, so one
     #: plugin that never answers cannot hold the others' commands (or ``!plugin``) up.
-    max_in_flight_per_plugin: Annotated[int, Field(ge=1, le=2000)] = 128
+    max_in_flight_per_plugin: int = 128
 
 
-#: ``HOST:PORT`` with a name, an IPv4 address or a bracketed IPv6 address.
-LISTEN_PATTERN = r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$"
-
-
-class HttpSettings(_Strict):
+class HttpSettings(Record):
     """``http``: the HTTP face, dashboard and metrics (DESIGN 2.11); ``http: null`` turns it off.
 
     ``listen`` is ``HOST:PORT`` (port 0: any free port, shown in runtime.json); ``null`` turns
@@ -206,80 +199,49 @@ class HttpSettings(_Strict):
     token alone (no TLS): put a reverse proxy with TLS in front for that.
     """
 
-    listen: Annotated[str, Field(pattern=LISTEN_PATTERN)] | None = "127.0.0.1:8765"
+    __schema__ = f"{_SCHEMA}:HttpSettings"
 
-    @field_validator("listen")
-    @classmethod
-    def _port(cls, value: str | None) -> str | None:
-        if value is not None and int(value.rpartition(":")[2]) > 65535:
-            raise ValueError("the port must be 0..65535 (0: any free port)")
-        return value
+    listen: str | None = "127.0.0.1:8765"
 
 
-#: Settings of a connector that hold a secret: given as ``env:VAR`` or ``file:PATH``, never inline.
-SECRET_SETTINGS = ("password", "channel_password", "token", "secret")
-
-
-class ConnectorEntry(BaseModel):
+class ConnectorEntry(Record):
     """``connectors.<instance>`` (DESIGN 2.9): a ``type`` and that type's settings.
 
     ``type`` is ``cytube`` (built in), or the folder name (in a plugins folder) or path of a
-    plugin folder whose manifest says ``kind: connector``. The other keys are the connector's
-    settings, checked by the connector itself; only secrets are checked here, so that a password
-    written inline is refused before it is stored anywhere.
+    plugin folder whose manifest says ``kind: connector``. The other keys of the entry are the
+    connector's ``settings``, checked by the connector itself; only secrets are checked by the
+    config, so that a password written inline is refused before it is stored anywhere.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    __schema__ = f"{_SCHEMA}:ConnectorEntry"
+    __extra__ = "settings"
 
-    type: Annotated[str, Field(min_length=1)]
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-    @field_validator("type")
-    @classmethod
-    def _type(cls, value: str) -> str:
-        return value.strip()
-
-    def model_post_init(self, __context: Any) -> None:
-        for key, value in (self.model_extra or {}).items():
-            secret = key in SECRET_SETTINGS or key.endswith(tuple(f"_{s}" for s in SECRET_SETTINGS))
-            inline = value is not None and not (
-                isinstance(value, str) and value.startswith(("env:", "file:"))
-            )
-            if secret and inline:
-                # The message never quotes the value: it is the secret itself.
-                raise ValueError(
-                    f"{key}: a secret is given as env:VARIABLE or file:/path/to/file, never inline"
-                )
+    type: str
+    settings: dict[str, Any] = {}
 
 
-class BotConfig(_Strict):
+class BotConfig(Record):
+    __schema__ = f"{_SCHEMA}:BotConfig"
+
     plugins_dir: list[Path] = [Path("plugins")]
-    health_check_interval: Annotated[float, Field(gt=0)] = 30.0
+    health_check_interval: float = 30.0
     #: How long a reload's new instance must stay alive and answer pings before it takes over.
-    reload_probation_s: Annotated[float, Field(ge=0, le=300)] = 1.0
-    max_crash_count: Annotated[int, Field(ge=0)] = 3
-    crash_window_s: Annotated[float, Field(gt=0)] = 600.0
+    reload_probation_s: float = 1.0
+    max_crash_count: int = 3
+    crash_window_s: float = 600.0
     state_dir: Path = Path(".rosey")
     nats: NatsSettings = NatsSettings()
-    admins: list[AdminText] = ["console:console"]
+    admins: list[str] = ["console:console"]
     backoff: BackoffSettings = BackoffSettings()
     error_rate: ErrorRateSettings = ErrorRateSettings()
     security: SecuritySettings = SecuritySettings()
     router: RouterSettings = RouterSettings()
     runtime: RuntimeSettings = RuntimeSettings()
     http: HttpSettings | None = HttpSettings()
-    plugins: dict[Annotated[str, Field(pattern=NAME_PATTERN)], PluginOverride] = {}
+    plugins: dict[str, PluginOverride] = {}
     limits_max: LimitsMax = LimitsMax()
     #: Chat connectors, by instance name (DESIGN 2.9): each a supervised process of its own.
-    connectors: dict[Annotated[str, Field(pattern=NAME_PATTERN)], ConnectorEntry] = {}
-
-    @field_validator("plugins_dir", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str | Path) else value
+    connectors: dict[str, ConnectorEntry] = {}
 
     @property
     def admin_entries(self) -> tuple[AdminEntry, ...]:
@@ -331,10 +293,10 @@ class BotConfig(_Strict):
                 update[field] = value
         limits = override.limits.model_dump(exclude_none=True)
         if limits:
-            update["limits"] = Limits.model_validate(manifest.limits.model_dump() | limits)
+            update["limits"] = Limits(**(manifest.limits.model_dump() | limits))
         health = override.health.model_dump(exclude_none=True)
         if health:
-            update["health"] = Health.model_validate(manifest.health.model_dump() | health)
+            update["health"] = Health(**(manifest.health.model_dump() | health))
         if override.config:
             update["config"] = {**manifest.config, **override.config}
         return manifest.model_copy(update=update) if update else manifest
@@ -346,13 +308,16 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> BotConfig:
-    """Read the config file (optional when ``path`` is None and the default is absent)."""
+    """Read the config file (optional when ``path`` is None and the default is absent) and
+    check it in this process (pydantic); ``ConfigProblems`` lists every problem at once."""
     env = os.environ if environ is None else environ
     data: dict[str, Any] = {}
     lines: Lines = {}
     source = str(path or DEFAULT_CONFIG_FILE)
     candidate = path or DEFAULT_CONFIG_FILE
     if path is not None or candidate.exists():
+        from rosey.protocol.problems import YamlFileError, load_yaml_lines
+
         try:
             loaded, lines = load_yaml_lines(candidate)
         except YamlFileError as exc:
@@ -381,21 +346,6 @@ def load_config(
             data = {**data, key: value}
             replaced.add(key)
     file_lines = {loc: line for loc, line in lines.items() if str(loc[0]) not in replaced}
-    try:
-        config = BotConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = describe(exc, BotConfig, file_lines, ALLOWED_BY_PATTERN)
-        raise ConfigProblems(
-            [ConfigError(source, field, problem, line=line) for field, problem, line in problems]
-        ) from None
-    bounds = config.bound_problems()
-    if bounds:
-        raise ConfigProblems(
-            [
-                ConfigError(
-                    source, field, problem, line=line_of(file_lines, tuple(field.split(".")))
-                )
-                for field, problem in bounds
-            ]
-        )
-    return config
+    from rosey.config_schema import check_config
+
+    return check_config(data, source, file_lines)

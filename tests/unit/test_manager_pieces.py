@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import pytest
 
+from rosey import config_schema
 from rosey.api import results
 from rosey.api.client import BotAddress, NoBot, RuntimeInfo, read_runtime
 from rosey.config import LimitsMax, LimitsOverride
@@ -22,7 +23,7 @@ from rosey.manager.directory import Commands, unavailable_reason
 from rosey.manager.events import outcome_of
 from rosey.manager.record import PluginRecord
 from rosey.manager.status import STATS_KEYS, STATUS_KEYS
-from rosey.protocol import wire
+from rosey.protocol import manifest_schema, wire
 from rosey.protocol.manifest import LIMIT_FIELDS, Limits
 from rosey.sandbox.limits import ResourceLimits
 
@@ -155,6 +156,7 @@ def test_the_limits_models_keep_the_manifests_fields() -> None:
     assert set(LIMIT_FIELDS) <= set(LimitsMax.model_fields)
     assert set(LIMIT_FIELDS) <= {f.name for f in dataclasses.fields(ResourceLimits)}
     for field in LIMIT_FIELDS:
-        assert Limits.model_fields[field].metadata == LimitsMax.model_fields[field].metadata
+        ranges = manifest_schema.Limits.model_fields[field].metadata
+        assert ranges == config_schema.LimitsMax.model_fields[field].metadata
     limits = Limits(memory_mb=64, data_mb=5)
     assert ResourceLimits(**limits.model_dump()).memory_mb == 64

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import pytest
 from pydantic import BaseModel, Field, ValidationError
 
-from rosey.config import BotConfig
+from rosey.config_schema import BotConfig
 from rosey.errors import DecodeError, ManifestError
 from rosey.protocol import subjects, wire
 from rosey.protocol.admins import parse_admin

@@ -3,7 +3,8 @@
 Every face (chat, NATS, CLI) turns its input into the action's request model and calls
 ``execute``; none of them holds behaviour of its own. The request model forbids unknown fields;
 a request that does not fit it is a ``BadRequest`` naming the field, with the same words on
-every face.
+every face. Request models are ``rosey.api.requests`` models, not pydantic's: a running bot
+does not load pydantic to answer them (issue 13).
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ import enum
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
+from rosey.api.requests import Invalid, Problem, Request, field
 from rosey.errors import BadRequest
 
 if TYPE_CHECKING:
@@ -29,21 +29,17 @@ class Permission(enum.StrEnum):
     ADMIN = "admin"
 
 
-class Request(BaseModel):
-    """Base of every request model: unknown fields are errors, values are immutable."""
+__all__ = ["NAME_MAX", "Action", "Permission", "PluginRequest", "Request", "action", "field"]
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
-
-#: A plugin name as a request carries it. Any string is accepted here: an unknown name is the
-#: manager's ``not_found``, not a malformed request.
-PluginName = Annotated[str, Field(min_length=1, max_length=64)]
+#: The longest plugin name a request carries (at least 1 character). Any string is accepted
+#: here: an unknown name is the manager's ``not_found``, not a malformed request.
+NAME_MAX = 64
 
 
 class PluginRequest(Request):
     """A request about one plugin: ``{"plugin": NAME}``."""
 
-    plugin: PluginName
+    plugin: str = field(min_length=1, max_length=NAME_MAX)
 
 
 R = TypeVar("R", bound=Request)
@@ -81,9 +77,9 @@ class Action(Generic[R]):
     def usage(self) -> str:
         """``logs NAME [N]``: the positional words, optional ones in brackets."""
         words = [self.name]
-        for field in self.positional:
-            metavar = self.metavars.get(field, field.upper())
-            required = self.request.model_fields[field].is_required()
+        for name in self.positional:
+            metavar = self.metavars.get(name, name.upper())
+            required = self.request.model_fields[name].is_required()
             words.append(metavar if required else f"[{metavar}]")
         return " ".join(words)
 
@@ -95,8 +91,8 @@ class Action(Generic[R]):
         """
         try:
             return self.request.model_validate(dict(data), strict=strict)
-        except ValidationError as exc:
-            raise BadRequest(describe(exc, self)) from None
+        except Invalid as exc:
+            raise BadRequest(describe(exc.problems, self)) from None
 
     async def execute(
         self, manager: PluginManager, data: Mapping[str, Any], *, strict: bool
@@ -105,25 +101,24 @@ class Action(Generic[R]):
         return await self.run(manager, self.parse(data, strict=strict))
 
 
-def describe(error: ValidationError, action: Action[Any]) -> str:
-    """A pydantic error in words: ``field 'lines': must be ≥ 1 (got 0)``; one per problem."""
+def describe(problems: list[Problem], action: Action[Any]) -> str:
+    """The problems in words: ``field 'lines': input should be greater than or equal to 1
+    (got 0)``; one per problem, in the order found."""
     allowed = ", ".join(action.request.model_fields) or "none"
-    problems: list[str] = []
-    for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"])
-        kind = item["type"]
+    words: list[str] = []
+    for problem in problems:
+        name, kind = problem.field, problem.kind
         if kind == "extra_forbidden":
-            problems.append(f"field {field!r} is not known to {action.name}; fields: {allowed}")
+            words.append(f"field {name!r} is not known to {action.name}; fields: {allowed}")
         elif kind == "missing":
-            problems.append(f"field {field!r} is required ({action.name} takes: {allowed})")
+            words.append(f"field {name!r} is required ({action.name} takes: {allowed})")
         elif kind == "model_type":
-            problems.append(f"the body of {action.name} must be a JSON object")
+            words.append(f"the body of {action.name} must be a JSON object")
         else:
-            got = _short(item.get("input"))
-            message = str(item["msg"])
+            message = problem.message
             message = message[0].lower() + message[1:] if message else kind
-            problems.append(f"field {field!r}: {message} (got {got})")
-    return "; ".join(problems)
+            words.append(f"field {name!r}: {message} (got {_short(problem.value)})")
+    return "; ".join(words)
 
 
 def _short(value: Any) -> str:

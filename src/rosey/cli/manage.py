@@ -87,9 +87,7 @@ def request_body(action: Action[Any], fields: dict[str, Any]) -> dict[str, Any]:
 
     Raises ``RoseyError`` naming the field that is wrong and what is allowed.
     """
-    body: dict[str, Any] = action.parse(fields, strict=False).model_dump(
-        mode="json", exclude_unset=True
-    )
+    body: dict[str, Any] = action.parse(fields, strict=False).model_dump(exclude_unset=True)
     return body
 
 

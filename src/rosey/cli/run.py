@@ -21,7 +21,7 @@ __all__ = ["JournalFormatter", "journal_stderr", "run"]
 
 def run(args: argparse.Namespace) -> int:
     from rosey.bot import Bot, console_wanted
-    from rosey.config import load_config
+    from rosey.checker import load_config
 
     console = console_wanted(args.no_console)
     level = logging.getLevelName(args.log_level or ("WARNING" if console else "INFO"))

@@ -1,8 +1,8 @@
 """``rosey schema plugin|config``: the JSON Schema of ``plugin.yaml`` and of the bot config.
 
 Generated from the pydantic models that ``rosey plugin validate`` and ``rosey run`` check with
-(``rosey.protocol.manifest.Manifest``, ``rosey.config.BotConfig``), so the schema states the same
-rules the checks apply. Published as ``docs/schema/plugin.schema.json`` and
+(``rosey.protocol.manifest_schema.Manifest``, ``rosey.config_schema.BotConfig``), so the schema
+states the same rules the checks apply. Published as ``docs/schema/plugin.schema.json`` and
 ``docs/schema/config.schema.json`` (a test keeps them equal to what this prints); an editor with
 the YAML language server completes and checks a file whose first line says::
 
@@ -46,11 +46,11 @@ def schema_text(which: str) -> str:
 
 def generate(which: str) -> dict[str, Any]:
     if which == "plugin":
-        from rosey.protocol.manifest import Manifest
+        from rosey.protocol.manifest_schema import Manifest
 
         body = Manifest.model_json_schema()
     else:
-        from rosey.config import BotConfig
+        from rosey.config_schema import BotConfig
 
         body = BotConfig.model_json_schema()
     title, description = _TITLES[which]

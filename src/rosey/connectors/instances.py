@@ -28,7 +28,7 @@ from rosey.config import SECRET_SETTINGS, BotConfig, ConnectorEntry
 from rosey.connectors.cytube.settings import resolve_secret
 from rosey.errors import ConfigError, ManifestError
 from rosey.plugins.discovery import MANIFEST_FILE, DiscoveredPlugin, check_entrypoint
-from rosey.protocol.manifest import load_manifest
+from rosey.plugins.reading import ManifestRead, ManifestReader, read_in_process
 
 __all__ = [
     "BUILTIN_TYPES",
@@ -90,12 +90,18 @@ def resolved_settings(instance: str, entry: ConnectorEntry) -> dict[str, Any]:
 
 
 def connector_instances(
-    config: BotConfig, taken: Mapping[str, object] | None = None
+    config: BotConfig,
+    taken: Mapping[str, object] | None = None,
+    read: ManifestReader = read_in_process,
 ) -> ConnectorInstances:
     """Every ``connectors:`` instance as a plugin to supervise; ``taken``: plugin names already
-    in use (an instance may not share a name with a plugin: name = identity)."""
+    in use (an instance may not share a name with a plugin: name = identity). ``read`` reads
+    the connectors' manifests (all at once), as ``rosey.plugins.discovery.discover`` does."""
     found = ConnectorInstances()
     taken = taken or {}
+    folders = {e.type: find_folder(e.type, config.plugins_dir) for e in config.connectors.values()}
+    files = sorted({folder / MANIFEST_FILE for folder in folders.values() if folder is not None})
+    reads: dict[Path, ManifestRead] = {item.path: item for item in read(files)}
     for instance, entry in sorted(config.connectors.items()):
         source = f"connectors.{instance}"
         if instance in taken:
@@ -103,7 +109,7 @@ def connector_instances(
                 ConfigError(source, "name", f"{instance!r} is also a plugin's name; rename one")
             )
             continue
-        folder = find_folder(entry.type, config.plugins_dir)
+        folder = folders[entry.type]
         if folder is None:
             found.problems.append(
                 ConfigError(
@@ -115,10 +121,9 @@ def connector_instances(
                 )
             )
             continue
-        try:
-            manifest = load_manifest(folder / MANIFEST_FILE)
-        except ManifestError as exc:
-            found.problems.append(exc)
+        manifest = reads[folder / MANIFEST_FILE].manifest
+        if manifest is None:
+            found.problems.append(reads[folder / MANIFEST_FILE].problems[0])
             continue
         if manifest.kind != "connector":
             found.problems.append(

@@ -30,6 +30,7 @@ from rosey.protocol.manifest import Manifest
 
 if TYPE_CHECKING:
     from rosey.manager.manager import PluginManager
+    from rosey.plugins.discovery import Discovery
 
 __all__ = ["Changes"]
 
@@ -48,13 +49,14 @@ class Changes:
         """Replace the running instance with the folder's new code and manifest (a plugin that
         is not running only gets the new manifest, for its next start)."""
         name = supervisor.name
+        found = await self.manager.discover([supervisor.folder])
         self._check_changeable(supervisor, "reload")
         if supervisor.state in (State.STARTING, State.STOPPING):
             raise InvalidState(
                 name, str(supervisor.state), "reload", "try again once it is running or stopped"
             )
         running = supervisor.state in UP
-        candidate = self._candidate(supervisor, "reload", running=running)
+        candidate = self._candidate(supervisor, "reload", found, running=running)
         old = supervisor.manifest
         changes = change_summary(old, candidate.manifest)
         what = "; ".join(changes) or "same manifest"
@@ -89,7 +91,8 @@ class Changes:
         (nothing stopped) when it is not valid or conflicts."""
         if supervisor.manifest.kind == "connector" or supervisor.name in self.manager._refused:
             return  # a connector's manifest carries the bot config's settings: kept as is
-        candidate = self._candidate(supervisor, "restart", running=True)
+        found = await self.manager.discover([supervisor.folder])
+        candidate = self._candidate(supervisor, "restart", found, running=True)
         changes = change_summary(supervisor.manifest, candidate.manifest)
         await self._grant(supervisor, candidate.manifest, "restart")
         self._adopt(supervisor, candidate)
@@ -158,11 +161,13 @@ class Changes:
                 "a connector's settings come from the bot config: restart it instead",
             )
 
-    def _candidate(self, supervisor: PluginSupervisor, action: str, *, running: bool) -> Candidate:
-        """The folder's plugin as it is now, checked against the others; ``RolledBack``."""
+    def _candidate(
+        self, supervisor: PluginSupervisor, action: str, found: Discovery, *, running: bool
+    ) -> Candidate:
+        """The folder's plugin as ``found`` it now, checked against the others; ``RolledBack``."""
         manager = self.manager
         try:
-            candidate = read_candidate(manager.config, supervisor, action)
+            candidate = read_candidate(manager.config, supervisor, action, found)
             problem = refusal(
                 supervisor.name,
                 candidate.manifest,

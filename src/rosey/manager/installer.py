@@ -40,7 +40,7 @@ from rosey.lifecycle.states import UP
 from rosey.manager.change_result import ChangeResult
 from rosey.manager.overlay import effective_manifest
 from rosey.plugins import install_rules as rules
-from rosey.plugins.discovery import DiscoveredPlugin, discover
+from rosey.plugins.discovery import DiscoveredPlugin
 from rosey.plugins.grant_words import grant_change, install_text, update_text
 from rosey.plugins.store import PluginStore, Staged
 
@@ -82,7 +82,7 @@ class Installer:
                 )
             staged = await self._stage(expected or "", "install", self.store.stage, path, None)
             try:
-                found = self._read(staged, "install", expected)
+                found = await self._read(staged, "install", expected)
                 name, manifest = found.name, effective_manifest(self.manager.config, found).manifest
                 problems = rules.name_problems(
                     name,
@@ -114,7 +114,7 @@ class Installer:
             path = _source_path(source, "update", name)
             staged = await self._stage(name, "update", self.store.stage, path, supervisor.folder)
             try:
-                found = self._read(staged, "update", name)
+                found = await self._read(staged, "update", name)
                 problems = rules.name_problems(
                     found.name, installed={}, target_exists=False, updating=name
                 )
@@ -152,7 +152,7 @@ class Installer:
                 name, "rollback", self.store.stage_kept, previous, supervisor.folder
             )
             try:
-                found = self._read(staged, "rollback", name)
+                found = await self._read(staged, "rollback", name)
                 problems = self._fit(found)
                 if problems:
                     raise InstallRefused(name, "rollback", problems)
@@ -251,9 +251,9 @@ class Installer:
                 name, action, [f"cannot write {where}: {exc.strerror or exc}"]
             ) from None
 
-    def _read(self, staged: Staged, action: str, expected: str | None) -> DiscoveredPlugin:
+    async def _read(self, staged: Staged, action: str, expected: str | None) -> DiscoveredPlugin:
         """The staged plugin (``InstallRefused`` with every manifest problem)."""
-        found = discover([staged.root])
+        found = await self.manager.discover([staged.root])
         name = expected or ""
         if found.problems:
             shown = [str(p).replace(str(staged.root), "(source)") for p in found.problems]

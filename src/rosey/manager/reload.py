@@ -32,7 +32,7 @@ from rosey.manager.launch import await_ready
 from rosey.manager.overlay import effective_manifest
 from rosey.manager.spawnspec import spawn_spec
 from rosey.manager.supervisor import PluginSupervisor
-from rosey.plugins.discovery import MANIFEST_FILE, DiscoveredPlugin, discover
+from rosey.plugins.discovery import MANIFEST_FILE, DiscoveredPlugin, Discovery
 from rosey.protocol import subjects
 from rosey.protocol.manifest import Manifest
 from rosey.sandbox.process import PluginProcess
@@ -56,11 +56,12 @@ class Candidate:
     notes: tuple[str, ...]
 
 
-def read_candidate(config: BotConfig, supervisor: PluginSupervisor, action: str) -> Candidate:
-    """Read ``supervisor``'s folder again; ``RolledBack`` (stage ``manifest``) when it no
-    longer holds a valid plugin of that name."""
+def read_candidate(
+    config: BotConfig, supervisor: PluginSupervisor, action: str, found: Discovery
+) -> Candidate:
+    """``supervisor``'s folder as ``found`` read it again; ``RolledBack`` (stage ``manifest``)
+    when it no longer holds a valid plugin of that name."""
     name, folder = supervisor.name, supervisor.folder
-    found = discover([folder])
     if found.problems:
         raise RolledBack(name, action, "manifest", str(found.problems[0]))
     plugin = found.plugins.get(name)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from rosey.errors import ManifestError
 from rosey.plugins.declared import command_docs
-from rosey.protocol.manifest import Manifest, manifest_problems
-from rosey.protocol.problems import YamlFileError, line_of, load_yaml_lines
+from rosey.plugins.reading import ManifestReader, read_in_process
+from rosey.protocol.manifest import Manifest
 
 MANIFEST_FILE = "plugin.yaml"
 
@@ -117,25 +117,23 @@ def check_entrypoint(manifest: Manifest, folder: Path, source: str) -> ManifestE
     return None
 
 
-def discover(paths: Sequence[Path]) -> Discovery:
-    """Load every plugin under ``paths``; problems are collected, never raised."""
+def discover(paths: Sequence[Path], read: ManifestReader = read_in_process) -> Discovery:
+    """Load every plugin under ``paths``; problems are collected, never raised.
+
+    ``read`` reads and checks the manifest files: here by default, in the checker process
+    for the running bot (``rosey.checker.read_manifests``).
+    """
     result = Discovery()
     valid: list[DiscoveredPlugin] = []
     declared: dict[str, list[Path]] = {}  # name -> folders whose manifest says so
-    for manifest_path in manifest_files(paths):
-        source = str(manifest_path)
-        try:
-            data, lines = load_yaml_lines(manifest_path)
-        except YamlFileError as exc:
-            result.problems.append(ManifestError(source, "", exc.problem))
+    for item in read(manifest_files(paths)):
+        manifest_path, source = item.path, str(item.path)
+        if item.declared is not None:
+            declared.setdefault(item.declared, []).append(manifest_path.parent)
+        if item.manifest is None:
+            result.problems.extend(item.problems)
             continue
-        if isinstance(data, dict) and isinstance(data.get("name"), str):
-            declared.setdefault(data["name"], []).append(manifest_path.parent)
-        problems = manifest_problems(data, source, lines)
-        if problems:
-            result.problems.extend(problems)
-            continue
-        manifest = Manifest.model_validate(data)
+        manifest = item.manifest
         folder = manifest_path.parent
         entry_problem = check_entrypoint(manifest, folder, source)
         if entry_problem is not None:
@@ -182,6 +180,8 @@ def authoring_problems(found: Discovery) -> list[ManifestError]:
     start). The handlers are read from the source (``rosey.plugins.declared``), never imported;
     when the class inherits from a class of another module, missing handlers are not claimed.
     """
+    from rosey.protocol.problems import YamlFileError, line_of, load_yaml_lines
+
     problems: list[ManifestError] = []
     for name, plugin in sorted(found.plugins.items()):
         manifest, source = plugin.manifest, str(plugin.manifest_path)

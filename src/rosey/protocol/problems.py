@@ -110,22 +110,31 @@ def yaml_lines(text: str) -> tuple[Any, Lines]:
     return data, lines
 
 
+#: The most keys and items whose lines are kept: far more than any config or manifest has,
+#: far fewer than a "billion laughs" file (ten aliases of ten aliases...) expands to.
+MAX_LINES = 100_000
+
+
 def _walk(
     node: yaml.Node,
     path: tuple[str | int, ...],
     lines: dict[tuple[str | int, ...], int],
     depth: int,
 ) -> None:
-    if depth > 64:  # a config is never this deep; aliases could make it loop
+    # An alias is the node it names, walked again under each path that reaches it: bounded
+    # by depth and by MAX_LINES, not by the file's size.
+    if depth > 64 or len(lines) >= MAX_LINES:  # a config is never this deep
         return
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
+            if isinstance(key, yaml.ScalarNode) and len(lines) < MAX_LINES:
                 here = (*path, str(key.value))
                 lines.setdefault(here, key.start_mark.line + 1)
                 _walk(value, here, lines, depth + 1)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
+            if len(lines) >= MAX_LINES:
+                return
             here = (*path, index)
             lines.setdefault(here, item.start_mark.line + 1)
             _walk(item, here, lines, depth + 1)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
-from pydantic import Field
-
-from rosey.api.action import Request, action
+from rosey.api.action import Request, action, field
 
 if TYPE_CHECKING:
     from rosey.manager.manager import PluginManager
@@ -38,7 +36,7 @@ class HelpResult(TypedDict):
 class HelpRequest(Request):
     """``{"action": NAME}`` for one action, or no body for all."""
 
-    action: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    action: str | None = field(default=None, min_length=1, max_length=64)
 
 
 async def run(manager: PluginManager, request: HelpRequest) -> HelpResult:

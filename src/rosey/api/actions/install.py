@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-from pydantic import Field
-
-from rosey.api.action import PluginName, Request, action
+from rosey.api.action import NAME_MAX, Request, action, field
 from rosey.manager.change_result import ChangeResult
 
 if TYPE_CHECKING:
     from rosey.manager.manager import PluginManager
 
-#: A path on the bot's host (absolute: the bot's working folder is not the caller's).
-SourcePath = Annotated[str, Field(min_length=1, max_length=4096)]
+#: The longest source path (at least 1 character): a path on the bot's host (absolute: the
+#: bot's working folder is not the caller's).
+SOURCE_MAX = 4096
 YES = "accept the grants it asks for (else they are shown, and asked about at a terminal)"
 
 
 class InstallRequest(Request):
     """``{"source": PATH, "yes": false, "plugin": NAME}``; ``plugin`` optional."""
 
-    source: SourcePath
-    yes: Annotated[bool, Field(description=YES)] = False
-    plugin: Annotated[
-        PluginName | None, Field(description="refuse unless the source holds this plugin")
-    ] = None
+    source: str = field(min_length=1, max_length=SOURCE_MAX)
+    yes: bool = field(default=False, description=YES)
+    plugin: str | None = field(
+        default=None,
+        min_length=1,
+        max_length=NAME_MAX,
+        description="refuse unless the source holds this plugin",
+    )
 
 
 async def run(manager: PluginManager, request: InstallRequest) -> ChangeResult:

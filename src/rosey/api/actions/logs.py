@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-from pydantic import Field
-
-from rosey.api.action import Permission, PluginRequest, action
+from rosey.api.action import Permission, PluginRequest, action, field
 from rosey.api.logfile import Cursor, read_after, tail
 from rosey.api.results import LogsResult
 
@@ -20,8 +18,8 @@ MAX_LINES = 10000
 class LogsRequest(PluginRequest):
     """``{"plugin": NAME, "lines": N, "cursor": CURSOR}``; ``lines`` defaults to 50."""
 
-    lines: Annotated[int, Field(ge=1, le=MAX_LINES)] = 50
-    cursor: Annotated[str, Field(pattern=r"^\d{1,20}:\d{1,20}$")] | None = None
+    lines: int = field(default=50, ge=1, le=MAX_LINES)
+    cursor: str | None = field(default=None, pattern=r"^\d{1,20}:\d{1,20}$")
 
 
 async def run(manager: PluginManager, request: LogsRequest) -> LogsResult:

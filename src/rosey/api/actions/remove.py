@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-from pydantic import Field
-
-from rosey.api.action import PluginRequest, action
+from rosey.api.action import PluginRequest, action, field
 from rosey.manager.change_result import ChangeResult
 
 if TYPE_CHECKING:
@@ -16,9 +14,9 @@ if TYPE_CHECKING:
 class RemoveRequest(PluginRequest):
     """``{"plugin": NAME, "purge": false}``."""
 
-    purge: Annotated[
-        bool, Field(description="also delete its data folder and its kept versions")
-    ] = False
+    purge: bool = field(
+        default=False, description="also delete its data folder and its kept versions"
+    )
 
 
 async def run(manager: PluginManager, request: RemoveRequest) -> ChangeResult:

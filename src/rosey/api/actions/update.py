@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-from pydantic import Field
-
-from rosey.api.action import PluginRequest, action
-from rosey.api.actions.install import YES, SourcePath
+from rosey.api.action import PluginRequest, action, field
+from rosey.api.actions.install import SOURCE_MAX, YES
 from rosey.manager.change_result import ChangeResult
 
 if TYPE_CHECKING:
@@ -17,11 +15,11 @@ if TYPE_CHECKING:
 class UpdateRequest(PluginRequest):
     """``{"plugin": NAME, "source": PATH, "yes": false, "force": false}``."""
 
-    source: SourcePath
-    yes: Annotated[bool, Field(description=YES)] = False
-    force: Annotated[
-        bool, Field(description="allow a version that is not higher than the installed one")
-    ] = False
+    source: str = field(min_length=1, max_length=SOURCE_MAX)
+    yes: bool = field(default=False, description=YES)
+    force: bool = field(
+        default=False, description="allow a version that is not higher than the installed one"
+    )
 
 
 async def run(manager: PluginManager, request: UpdateRequest) -> ChangeResult:

@@ -1,0 +1,106 @@
+"""The checker: a short-lived process that reads and checks the config and plugin manifests.
+
+The running bot neither imports pydantic nor parses a plugin's YAML itself. Both happen in a
+child process started for each check (``python -I -m rosey.checker``), which answers with
+records (``rosey.protocol.record``) as JSON and exits:
+
+- the bot keeps ~10 MiB less resident for as long as it runs (pydantic's extension, heap and
+  validators; PyYAML), paying ~0.2 s per check, at start and on rescan, reload and install;
+- a hostile ``plugin.yaml`` (an alias bomb, a file that expands without end) costs the checker
+  its memory or CPU limit, not the bot: the checker runs under ``RLIMIT_AS`` and ``RLIMIT_CPU``
+  and a deadline, and a manifest it cannot finish is reported as that plugin's problem while
+  the others are checked one by one.
+
+Here is the bot's side (``load_config``, ``read_manifests``); ``rosey.checker.worker`` is the
+process's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rosey.config import DEFAULT_CONFIG_FILE, BotConfig
+from rosey.errors import ConfigError, ConfigProblems, ManifestError
+from rosey.plugins.reading import ManifestRead
+from rosey.protocol.manifest import Manifest
+from rosey.protocol.record import decode, encode
+from rosey.sandbox.oneshot import OneShotFailed, run_oneshot
+
+__all__ = ["CPU_S", "DEADLINE_S", "MEMORY_MB", "load_config", "read_manifests"]
+
+#: How long one check may take, wall clock.
+DEADLINE_S = 30.0
+#: The checker's CPU seconds (``RLIMIT_CPU``) and address space (``RLIMIT_AS``): what the
+#: largest sane config or manifest needs many times over (one takes ~0.2 s, ~40 MiB).
+CPU_S = 10
+MEMORY_MB = 256
+
+
+def load_config(
+    path: Path | None = None, *, overrides: Mapping[str, Any] | None = None
+) -> BotConfig:
+    """``rosey.config.load_config`` in the checker: the config record, or ``ConfigError`` /
+    ``ConfigProblems`` exactly as in-process (the environment is the checker's too)."""
+    source = str(path or DEFAULT_CONFIG_FILE)
+    request = {
+        "job": "config",
+        "path": None if path is None else str(path),
+        "overrides": encode(dict(overrides or {})),
+    }
+    try:
+        reply = _check(request)
+        if "problems" in reply:
+            problems = [ConfigError(*p[:3], line=p[3]) for p in reply["problems"]]
+            if reply.get("one"):  # the file itself (unreadable, not YAML), not its fields
+                raise problems[0]
+            raise ConfigProblems(problems)
+        config = decode(reply["config"])
+        if not isinstance(config, BotConfig):
+            raise OneShotFailed("it answered no config")
+    except OneShotFailed as exc:
+        raise ConfigError(source, "", f"could not be checked: {exc.why}") from None
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise ConfigError(source, "", "could not be checked: its answer was malformed") from None
+    return config
+
+
+def read_manifests(paths: Sequence[Path]) -> list[ManifestRead]:
+    """Each ``plugin.yaml`` read and checked in the checker (``rosey.plugins.reading``).
+
+    All in one checker; if it fails, each file in one of its own, so that a manifest that
+    exhausts the checker is that plugin's problem only.
+    """
+    if not paths:
+        return []
+    try:
+        return _manifests(paths)
+    except OneShotFailed as exc:
+        if len(paths) == 1:
+            problem = ManifestError(str(paths[0]), "", f"could not be checked: {exc.why}")
+            return [ManifestRead(paths[0], None, None, (problem,))]
+    return [read for path in paths for read in read_manifests([path])]
+
+
+def _manifests(paths: Sequence[Path]) -> list[ManifestRead]:
+    reply = _check({"job": "manifests", "paths": [str(p) for p in paths]})
+    reads: list[ManifestRead] = []
+    try:
+        for item in reply["manifests"]:
+            manifest = decode(item["manifest"]) if item["manifest"] is not None else None
+            problems = tuple(ManifestError(*p[:3], line=p[3]) for p in item["problems"])
+            reads.append(ManifestRead(Path(item["path"]), item["declared"], manifest, problems))
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise OneShotFailed("its answer was malformed") from None
+    if any(r.manifest is not None and not isinstance(r.manifest, Manifest) for r in reads):
+        raise OneShotFailed("it answered something else than manifests")
+    if [r.path for r in reads] != list(paths):
+        raise OneShotFailed("it answered for other files than it was asked")
+    return reads
+
+
+def _check(request: dict[str, Any]) -> dict[str, Any]:
+    return run_oneshot(
+        "rosey.checker", request, deadline_s=DEADLINE_S, cpu_s=CPU_S, memory_mb=MEMORY_MB
+    )
