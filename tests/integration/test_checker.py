@@ -7,6 +7,8 @@ a manifest that exhausts one must cost only its own plugin.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -144,3 +146,19 @@ async def test_the_bot_never_reads_a_hostile_manifest_itself(
         assert [p["name"] for p in listed["result"]["plugins"]] == ["dice"]
         assert bot.proc.returncode is None
         assert peak_kib(bot.pid) < 200 * 1024
+
+
+def test_an_in_process_check_never_walks_a_plugins_config() -> None:
+    """A billion laughs in ``config`` is checked (and refused only where it is carried, by the
+    checker's ``encode``) without expanding it: in a child limited to 256 MiB, so that a
+    regression fails here instead of exhausting the machine."""
+    script = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2**28, 2**28));"
+        "from pathlib import Path; from rosey.plugins.reading import read_manifest;"
+        f"read = read_manifest(Path({str(BOMB / 'plugin.yaml')!r}));"
+        "print(read.declared, read.manifest is not None, len(read.problems))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.split() == ["yaml_bomb", "True", "0"], done.stderr
