@@ -29,7 +29,7 @@ from rosey.api.nats_face import ManagementService
 from rosey.api.watch import PluginWatcher
 from rosey.bus.client import EventBus
 from rosey.bus.server import EmbeddedServer, ServerLimits
-from rosey.checker import read_manifests
+from rosey.checker import ManifestReads
 from rosey.config import BotConfig
 from rosey.connectors.console import ConsoleConnector
 from rosey.connectors.instances import connector_instances
@@ -38,6 +38,7 @@ from rosey.files import write_atomically
 from rosey.manager.context import Identity, open_identity
 from rosey.manager.manager import PluginManager
 from rosey.plugins.discovery import DiscoveredPlugin, Discovery, discover
+from rosey.plugins.reading import ManifestReader
 from rosey.protocol import subjects
 from rosey.protocol.text import clean
 from rosey.router.parse import ParsedCommand
@@ -94,10 +95,11 @@ class Bot:
                     },
                 )
             )
-            found = await asyncio.to_thread(discover, self.config.plugins_dir, read_manifests)
+            reads = ManifestReads()
+            found = await asyncio.to_thread(discover, self.config.plugins_dir, reads)
             # Connector instances (``connectors:``) are supervised like plugins, by instance name.
             connectors = await asyncio.to_thread(
-                connector_instances, self.config, found.plugins, read_manifests
+                connector_instances, self.config, found.plugins, reads
             )
             for problem in connectors.problems:
                 log.error("connector not started: %s", problem)
@@ -180,7 +182,7 @@ class Bot:
                 spawner=sandbox.spawner(),
                 identity=_identities(book),
                 enforced=book is not None,
-                read=read_manifests,
+                read=reads,
             )
             await manager.initialize(found)
             stack.push_async_callback(manager.shutdown)
@@ -188,7 +190,7 @@ class Bot:
                 await stack.enter_async_context(_watching(monitor, manager))
                 await _create_buckets(book, url)
                 manager.on_plugins_added = _identities_for_new_plugins(
-                    self.config, book, server, url, _grants_of(connectors.plugins)
+                    self.config, book, server, url, _grants_of(connectors.plugins), reads
                 )
                 manager.on_grants_changed = _identities_for_changed_grants(book, server, url)
                 manager.on_storage_purged = functools.partial(delete_bucket, book, url=url)
@@ -393,6 +395,7 @@ def _identities_for_new_plugins(
     server: EmbeddedServer,
     url: str,
     connector_grants: Mapping[str, list[str]],
+    read: ManifestReader,
 ) -> Callable[[list[str]], Awaitable[None]]:
     """Give plugins found by ``rescan`` their broker identities before they can start.
 
@@ -403,7 +406,7 @@ def _identities_for_new_plugins(
     """
 
     async def added(names: list[str]) -> None:
-        found = await asyncio.to_thread(discover, config.plugins_dir, read_manifests)
+        found = await asyncio.to_thread(discover, config.plugins_dir, read)
         book.set_plugins({**effective_grants(config, found), **connector_grants})
         await server.reload(book.render(), max_file_store=str(book.jetstream_store_bytes()))
         log.info("broker identities added for %s", ", ".join(names))

@@ -109,6 +109,28 @@ def test_a_manifest_that_exhausts_the_checker_costs_only_its_plugin() -> None:
     ]
 
 
+def test_an_unchanged_manifest_is_not_checked_again(tmp_path: Path) -> None:
+    """A restart re-reads its manifest and a reload usually changes only code: a file whose
+    bytes are those of its last check is answered from that check, with no checker run."""
+    path = tmp_path / "echo" / "plugin.yaml"
+    path.parent.mkdir()
+    path.write_text("name: echo\nversion: 1.0.0\nentrypoint: echo:Echo\n")
+    reads = checker.ManifestReads()
+    [first] = reads([path])
+    assert (reads.runs, first.manifest is not None) == (1, True)
+    assert reads([path, path]) == [first, first]
+    assert reads.runs == 1
+    path.write_text("name: echo\nversion: 2.0.0\nentrypoint: echo:Echo\n")
+    [second] = reads([path])
+    assert reads.runs == 2
+    assert second.manifest is not None
+    assert second.manifest.version == "2.0.0"
+    bomb = BOMB / "plugin.yaml"
+    for runs in (3, 4):  # a file the checker could not check is tried again
+        [exhausted] = reads([bomb])
+        assert (reads.runs, exhausted.manifest) == (runs, None)
+
+
 def test_a_config_that_exhausts_the_checker_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "plugins.yaml"
     bomb = (BOMB / "plugin.yaml").read_text().split("config:\n", 1)[1]

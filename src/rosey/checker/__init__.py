@@ -17,6 +17,7 @@ process's.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from rosey.protocol.manifest import Manifest
 from rosey.protocol.record import decode, encode
 from rosey.sandbox.oneshot import OneShotFailed, run_oneshot
 
-__all__ = ["CPU_S", "DEADLINE_S", "MEMORY_MB", "load_config", "read_manifests"]
+__all__ = ["CPU_S", "DEADLINE_S", "MEMORY_MB", "ManifestReads", "load_config", "read_manifests"]
 
 #: How long one check may take, wall clock.
 DEADLINE_S = 30.0
@@ -60,27 +61,78 @@ def load_config(
         if not isinstance(config, BotConfig):
             raise OneShotFailed("it answered no config")
     except OneShotFailed as exc:
-        raise ConfigError(source, "", f"could not be checked: {exc.why}") from None
+        raise ConfigError(source, "", f"{_UNCHECKED}: {exc.why}") from None
     except (KeyError, IndexError, TypeError, ValueError):
-        raise ConfigError(source, "", "could not be checked: its answer was malformed") from None
+        raise ConfigError(source, "", f"{_UNCHECKED}: its answer was malformed") from None
     return config
 
 
-def read_manifests(paths: Sequence[Path]) -> list[ManifestRead]:
-    """Each ``plugin.yaml`` read and checked in the checker (``rosey.plugins.reading``).
+class ManifestReads:
+    """Reads ``plugin.yaml`` files in the checker, remembering each file's last answer: a file
+    whose bytes are unchanged is not checked again (a restart re-reads its manifest, a reload
+    usually changes only code). A ``rosey.plugins.reading.ManifestReader``.
 
-    All in one checker; if it fails, each file in one of its own, so that a manifest that
-    exhausts the checker is that plugin's problem only.
+    Only the checker's own answers are remembered; a file it could not check is tried again.
     """
-    if not paths:
-        return []
+
+    def __init__(self) -> None:
+        #: File → the digest of its bytes when last checked, and the answer.
+        self._known: dict[Path, tuple[bytes, ManifestRead]] = {}
+        #: How many checker processes it has started (for tests and benches).
+        self.runs = 0
+
+    def __call__(self, paths: Sequence[Path]) -> list[ManifestRead]:
+        digests = {path: _digest(path) for path in paths}
+        todo = [
+            path
+            for path in dict.fromkeys(paths)
+            if digests[path] is None or self._known.get(path, (None,))[0] != digests[path]
+        ]
+        fresh = dict(zip(todo, self._read(todo), strict=True))
+        if len(self._known) > _REMEMBERED:  # staged installs leave their files behind
+            self._known.clear()
+        for path, read in fresh.items():
+            digest = digests[path]
+            if digest is not None and not _unchecked(read):
+                self._known[path] = (digest, read)
+        return [fresh[path] if path in fresh else self._known[path][1] for path in paths]
+
+    def _read(self, paths: Sequence[Path]) -> list[ManifestRead]:
+        """All in one checker; if it fails, each file in one of its own, so that a manifest
+        that exhausts the checker is that plugin's problem only."""
+        if not paths:
+            return []
+        try:
+            self.runs += 1
+            return _manifests(paths)
+        except OneShotFailed as exc:
+            if len(paths) == 1:
+                problem = ManifestError(str(paths[0]), "", f"{_UNCHECKED}: {exc.why}")
+                return [ManifestRead(paths[0], None, None, (problem,))]
+        return [read for path in paths for read in self._read([path])]
+
+
+def read_manifests(paths: Sequence[Path]) -> list[ManifestRead]:
+    """Each ``plugin.yaml`` read and checked in a checker of its own (nothing remembered)."""
+    return ManifestReads()(paths)
+
+
+_UNCHECKED = "could not be checked"
+#: The most files ``ManifestReads`` remembers before it forgets them all.
+_REMEMBERED = 4096
+
+
+def _unchecked(read: ManifestRead) -> bool:
+    return any(p.field == "" and p.problem.startswith(_UNCHECKED) for p in read.problems)
+
+
+def _digest(path: Path) -> bytes | None:
+    """The digest of the file's bytes, or None if it cannot be read here (the checker says
+    why)."""
     try:
-        return _manifests(paths)
-    except OneShotFailed as exc:
-        if len(paths) == 1:
-            problem = ManifestError(str(paths[0]), "", f"could not be checked: {exc.why}")
-            return [ManifestRead(paths[0], None, None, (problem,))]
-    return [read for path in paths for read in read_manifests([path])]
+        return hashlib.sha256(path.read_bytes()).digest()
+    except OSError:
+        return None
 
 
 def _manifests(paths: Sequence[Path]) -> list[ManifestRead]:
