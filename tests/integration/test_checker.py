@@ -7,6 +7,7 @@ a manifest that exhausts one must cost only its own plugin.
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -129,6 +130,41 @@ def test_an_unchanged_manifest_is_not_checked_again(tmp_path: Path) -> None:
     for runs in (3, 4):  # a file the checker could not check is tried again
         [exhausted] = reads([bomb])
         assert (reads.runs, exhausted.manifest) == (runs, None)
+
+
+def test_the_reader_forgets_when_it_remembers_too_many(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checker, "_REMEMBERED", 1)
+    paths = []
+    for name in ("one", "two", "three"):
+        path = tmp_path / name / "plugin.yaml"
+        path.parent.mkdir()
+        path.write_text(f"name: {name}\nversion: 1.0.0\nentrypoint: m:C\n")
+        paths.append(path)
+    reads = checker.ManifestReads()
+    reads(paths[:2])
+    both = reads(paths)  # two remembered, one new: answered before the memory is cleared
+    assert [r.manifest.name for r in both if r.manifest is not None] == ["one", "two", "three"]
+    assert reads.runs == 2
+    reads(paths)
+    assert reads.runs == 3  # forgotten: the first two are checked again
+
+
+def test_the_bot_reads_no_more_of_a_huge_manifest_than_its_digest_needs(tmp_path: Path) -> None:
+    """A 1 GiB ``plugin.yaml`` (sparse: no disk) is the checker's to read and fail on; the
+    reader in the bot hashes at most 1 MiB of a file, and remembers nothing for it."""
+    path = tmp_path / "huge" / "plugin.yaml"
+    path.parent.mkdir()
+    with path.open("wb") as file:
+        file.truncate(1 << 30)
+    reads = checker.ManifestReads()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+    for runs in (1, 2):
+        [huge] = reads([path])
+        assert (reads.runs, huge.manifest) == (runs, None)
+        assert "could not be checked" in str(huge.problems[0])
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 256 * 1024
 
 
 def test_a_config_that_exhausts_the_checker_is_a_config_error(tmp_path: Path) -> None:

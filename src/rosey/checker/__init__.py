@@ -18,6 +18,8 @@ process's.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -89,13 +91,14 @@ class ManifestReads:
             if digests[path] is None or self._known.get(path, (None,))[0] != digests[path]
         ]
         fresh = dict(zip(todo, self._read(todo), strict=True))
+        reads = [fresh[path] if path in fresh else self._known[path][1] for path in paths]
         if len(self._known) > _REMEMBERED:  # staged installs leave their files behind
             self._known.clear()
         for path, read in fresh.items():
             digest = digests[path]
             if digest is not None and not _unchecked(read):
                 self._known[path] = (digest, read)
-        return [fresh[path] if path in fresh else self._known[path][1] for path in paths]
+        return reads
 
     def _read(self, paths: Sequence[Path]) -> list[ManifestRead]:
         """All in one checker; if it fails, each file in one of its own, so that a manifest
@@ -120,6 +123,8 @@ def read_manifests(paths: Sequence[Path]) -> list[ManifestRead]:
 _UNCHECKED = "could not be checked"
 #: The most files ``ManifestReads`` remembers before it forgets them all.
 _REMEMBERED = 4096
+#: The largest file it remembers (a manifest is a few hundred bytes).
+_DIGESTED = 1 << 20
 
 
 def _unchecked(read: ManifestRead) -> bool:
@@ -127,12 +132,21 @@ def _unchecked(read: ManifestRead) -> bool:
 
 
 def _digest(path: Path) -> bytes | None:
-    """The digest of the file's bytes, or None if it cannot be read here (the checker says
-    why)."""
+    """The digest of the file's bytes; None (check it again) unless it is a regular file of at
+    most ``_DIGESTED`` bytes: the bot reads no more of a plugin's file than that, and never
+    waits on one (a FIFO, a device). The checker reads the rest, within its limits."""
     try:
-        return hashlib.sha256(path.read_bytes()).digest()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    with os.fdopen(fd, "rb") as file:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            data = file.read(_DIGESTED + 1)
+        except OSError:
+            return None
+    return hashlib.sha256(data).digest() if len(data) <= _DIGESTED else None
 
 
 def _manifests(paths: Sequence[Path]) -> list[ManifestRead]:
