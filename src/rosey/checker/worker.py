@@ -36,7 +36,7 @@ def _limit() -> None:
     from rosey.sandbox.prctl import available, set_death_signal
 
     if available():
-        set_death_signal(signal.SIGKILL)  # the hook armed it before exec; exec keeps it
+        set_death_signal(signal.SIGKILL)  # again: the bot's hook armed it, others may not
     resource.setrlimit(resource.RLIMIT_CPU, (CPU_S, CPU_S))
     size = MEMORY_MB * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (size, size))
@@ -48,8 +48,8 @@ def answer(request: dict[str, Any]) -> dict[str, Any]:
     if job == "config":
         return _config(request)
     if job == "manifests":
-        return {"manifests": [_manifest(read) for read in read_in_process(
-            [Path(p) for p in request["paths"]])]}  # fmt: skip
+        reads = read_in_process([Path(p) for p in request["paths"]])
+        return {"manifests": [_manifest(read) for read in reads]}
     raise SystemExit(f"rosey.checker: unknown job {job!r}")
 
 
