@@ -50,7 +50,7 @@ def test_the_checker_reads_manifests_as_an_in_process_check_does(tmp_path: Path)
         (folder / "plugin.yaml").write_bytes(data)
     files = manifest_files([EXAMPLE_PLUGINS, tmp_path])
     files += [f for f in manifest_files([FIXTURE_PLUGINS]) if f.parent != BOMB]
-    by_checker = checker.read_manifests(files)
+    by_checker = checker.ManifestReads()(files)
     here = read_in_process(files)
     dated = files.index(tmp_path / "dated" / "plugin.yaml")
     # A YAML date cannot be carried to the bot (nor to the plugin): the checker refuses it.
@@ -100,7 +100,7 @@ def test_the_checker_loads_the_config_as_an_in_process_check_does(
 
 def test_a_manifest_that_exhausts_the_checker_costs_only_its_plugin() -> None:
     dice = EXAMPLE_PLUGINS / "dice" / "plugin.yaml"
-    bomb, good = checker.read_manifests([BOMB / "plugin.yaml", dice])
+    bomb, good = checker.ManifestReads()([BOMB / "plugin.yaml", dice])
     assert good.manifest is not None
     assert good.manifest.name == "dice"
     assert bomb.manifest is None

@@ -11,7 +11,7 @@ records (``rosey.protocol.record``) as JSON and exits:
   and a deadline, and a manifest it cannot finish is reported as that plugin's problem while
   the others are checked one by one.
 
-Here is the bot's side (``load_config``, ``read_manifests``); ``rosey.checker.worker`` is the
+Here is the bot's side (``load_config``, ``ManifestReads``); ``rosey.checker.worker`` is the
 process's.
 """
 
@@ -31,7 +31,7 @@ from rosey.protocol.manifest import Manifest
 from rosey.protocol.record import decode, encode
 from rosey.sandbox.oneshot import OneShotFailed, run_oneshot
 
-__all__ = ["CPU_S", "DEADLINE_S", "MEMORY_MB", "ManifestReads", "load_config", "read_manifests"]
+__all__ = ["CPU_S", "DEADLINE_S", "MEMORY_MB", "ManifestReads", "load_config"]
 
 #: How long one check may take, wall clock.
 DEADLINE_S = 30.0
@@ -90,34 +90,37 @@ class ManifestReads:
             for path in dict.fromkeys(paths)
             if digests[path] is None or self._known.get(path, (None,))[0] != digests[path]
         ]
-        fresh = dict(zip(todo, self._read(todo), strict=True))
+        answers = dict(zip(todo, self._read(todo), strict=True))
+        fresh = {path: _read_of(path, answer) for path, answer in answers.items()}
         reads = [fresh[path] if path in fresh else self._known[path][1] for path in paths]
         if len(self._known) > _REMEMBERED:  # staged installs leave their files behind
             self._known.clear()
-        for path, read in fresh.items():
+        for path, answer in answers.items():
             digest = digests[path]
-            if digest is not None and not _unchecked(read):
-                self._known[path] = (digest, read)
+            if digest is not None and isinstance(answer, ManifestRead):
+                self._known[path] = (digest, answer)
         return reads
 
-    def _read(self, paths: Sequence[Path]) -> list[ManifestRead]:
-        """All in one checker; if it fails, each file in one of its own, so that a manifest
-        that exhausts the checker is that plugin's problem only."""
+    def _read(self, paths: Sequence[Path]) -> list[ManifestRead | OneShotFailed]:
+        """The checker's answer for each file, or why it gave none. All in one checker; if it
+        fails, each file in one of its own, so that a manifest that exhausts the checker is
+        that plugin's problem only."""
         if not paths:
             return []
         try:
             self.runs += 1
-            return _manifests(paths)
+            return list(_manifests(paths))
         except OneShotFailed as exc:
             if len(paths) == 1:
-                problem = ManifestError(str(paths[0]), "", f"{_UNCHECKED}: {exc.why}")
-                return [ManifestRead(paths[0], None, None, (problem,))]
-        return [read for path in paths for read in self._read([path])]
+                return [exc]
+        return [answer for path in paths for answer in self._read([path])]
 
 
-def read_manifests(paths: Sequence[Path]) -> list[ManifestRead]:
-    """Each ``plugin.yaml`` read and checked in a checker of its own (nothing remembered)."""
-    return ManifestReads()(paths)
+def _read_of(path: Path, answer: ManifestRead | OneShotFailed) -> ManifestRead:
+    if isinstance(answer, ManifestRead):
+        return answer
+    problem = ManifestError(str(path), "", f"{_UNCHECKED}: {answer.why}")
+    return ManifestRead(path, None, None, (problem,))
 
 
 _UNCHECKED = "could not be checked"
@@ -125,10 +128,6 @@ _UNCHECKED = "could not be checked"
 _REMEMBERED = 4096
 #: The largest file it remembers (a manifest is a few hundred bytes).
 _DIGESTED = 1 << 20
-
-
-def _unchecked(read: ManifestRead) -> bool:
-    return any(p.field == "" and p.problem.startswith(_UNCHECKED) for p in read.problems)
 
 
 def _digest(path: Path) -> bytes | None:

@@ -49,8 +49,8 @@ class Changes:
         """Replace the running instance with the folder's new code and manifest (a plugin that
         is not running only gets the new manifest, for its next start)."""
         name = supervisor.name
-        found = await self.manager.discover([supervisor.folder])
         self._check_changeable(supervisor, "reload")
+        found = await self.manager.discover([supervisor.folder])
         if supervisor.state in (State.STARTING, State.STOPPING):
             raise InvalidState(
                 name, str(supervisor.state), "reload", "try again once it is running or stopped"

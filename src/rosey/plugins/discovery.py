@@ -121,7 +121,7 @@ def discover(paths: Sequence[Path], read: ManifestReader = read_in_process) -> D
     """Load every plugin under ``paths``; problems are collected, never raised.
 
     ``read`` reads and checks the manifest files: here by default, in the checker process
-    for the running bot (``rosey.checker.read_manifests``).
+    for the running bot (``rosey.checker.ManifestReads``).
     """
     result = Discovery()
     valid: list[DiscoveredPlugin] = []

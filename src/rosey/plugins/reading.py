@@ -2,7 +2,7 @@
 
 The first step of discovery (``rosey.plugins.discovery``), and the only one that parses the
 plugin's file and runs the pydantic models: the bot does it in the checker process
-(``rosey.checker.read_manifests``), the command line and tests here (``read_in_process``).
+(``rosey.checker.ManifestReads``), the command line and tests here (``read_in_process``).
 """
 
 from __future__ import annotations

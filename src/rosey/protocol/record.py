@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self, dataclass_transform
 
@@ -96,6 +96,14 @@ class Record:
                 filled[name] = _fresh(default)
         object.__setattr__(self, "_values", filled)
         object.__setattr__(self, "model_fields_set", frozenset(values))
+
+    @classmethod
+    def made(cls, values: Mapping[str, Any], given: Iterable[str]) -> Self:
+        """A record of ``values`` whose set fields are ``given`` (a checked model's, or those
+        a record carried across processes), not the keys of ``values``."""
+        record = cls(**values)
+        object.__setattr__(record, "model_fields_set", frozenset(given))
+        return record
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -222,13 +230,11 @@ def to_record(model: Any) -> Any:
     extra = record_class.__extra__
     if extra is not None:
         values[extra] = dict(model.model_extra or {})
-    record = record_class(**values)
     # pydantic counts the extra keys as set fields: here they are the one field's.
     given = set(model.model_fields_set) & set(record_class.model_fields)
     if extra is not None and values[extra]:
         given.add(extra)
-    object.__setattr__(record, "model_fields_set", frozenset(given))
-    return record
+    return record_class.made(values, given)
 
 
 # --- JSON between the checker and the bot -------------------------------------------------------
@@ -276,9 +282,7 @@ def decode(data: Any) -> Any:
         cls = _CLASSES.get(data.get("class", ""))
         if cls is None:
             raise ValueError(f"not a record class: {data.get('class')!r}")
-        record = cls(**{k: decode(v) for k, v in data["values"].items()})
-        object.__setattr__(record, "model_fields_set", frozenset(data["set"]))
-        return record
+        return cls.made({k: decode(v) for k, v in data["values"].items()}, data["set"])
     if tag == "tuple":
         return tuple(decode(v) for v in data["items"])
     if tag == "dict":
